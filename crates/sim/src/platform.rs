@@ -18,7 +18,8 @@ const NAME: &str = "sim";
 ///
 /// `bring_up` returns at once; instances become ready after their startup time as the virtual
 /// clock moves on. `retire` waits its drain with `tokio::time::sleep`, so the drain passes in
-/// virtual time. Every call is recorded in the world's timeline. Instances are named
+/// virtual time. Every call that changes something (or fails) is recorded in the world's
+/// timeline; `status`, `list` and `lock_holder` only read. Instances are named
 /// `<track>-<n>`, numbered from 0 in order of start. Scaling down stops dead instances first,
 /// then unready ones, then ready ones, newest first within each, as a Kubernetes ReplicaSet
 /// chooses the pods to delete: a crashed instance is never kept in place of a healthy one.
