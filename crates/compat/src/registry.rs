@@ -3,7 +3,7 @@
 //! Serialized as `services: { <name>: { releases: [ {version, ...}, ... ] } }` (camelCase keys),
 //! validated on load: every version parses, none is declared twice (build metadata does not set
 //! two versions apart, SemVer §10), no service is named twice, every migration has a name
-//! and its SQL (or a file that holds it, read by [`Catalog::load`](crate::Catalog::load)).
+//! (no two of a release the same) and its SQL (or a file that holds it, read by [`Catalog::load`](crate::Catalog::load)).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -460,6 +460,18 @@ impl Registry {
 
     fn insert(&mut self, service: &str, release: Release, path: &str) -> Result<()> {
         check_surface(&release.provides, path)?;
+        // The checklist names a migration by its name: two of one name could not be told apart.
+        for (j, m) in release.migrations.iter().enumerate() {
+            if !m.name.is_empty() && release.migrations[..j].iter().any(|e| e.name == m.name) {
+                return Err(Error::InvalidValue {
+                    path: format!("{path}.migrations[{j}].name"),
+                    value: m.name.clone(),
+                    reason: "another migration of this release has this name; the checklist \
+                             names migrations by name"
+                        .into(),
+                });
+            }
+        }
         if service.trim().is_empty() {
             return Err(Error::InvalidValue {
                 path: path.to_owned(),

@@ -112,6 +112,20 @@ fn a_migration_needs_sql_or_a_file_and_a_name() {
 }
 
 #[test]
+fn two_migrations_of_a_release_may_not_share_a_name() {
+    // Named by a file's stem or written out, the checklist could not tell them apart.
+    let text = "registry:\n  services:\n    api:\n      releases:\n        - version: 1.0.0\n          \
+                migrations: [{name: '0001_a', sql: SELECT 1}, {file: sql/0001_a.sql}]\n";
+    let err = Catalog::parse(text, serin_compat::Format::Yaml)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("services.api.releases[0].migrations[1].name: invalid value \"0001_a\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_migration_names_the_runner_its_file_does_not() {
     let catalog = |runner: &str| {
         format!(
