@@ -880,7 +880,13 @@ pub(super) fn keeps_values(old: &DataType, new: &DataType) -> bool {
     matches!(
         (custom(old).as_deref(), custom(new).as_deref()),
         (Some("cidr"), Some("inet"))
-    ) || matches!((old, new), (DataType::VarBit(Some(a)), DataType::VarBit(b)) if b.is_none_or(|b| b >= *a))
+    ) || matches!(
+        (old, new),
+        (
+            DataType::VarBit(Some(a)) | DataType::BitVarying(Some(a)),
+            DataType::VarBit(b) | DataType::BitVarying(b),
+        ) if b.is_none_or(|b| b >= *a)
+    )
 }
 
 #[cfg(test)]
@@ -910,6 +916,9 @@ mod tests {
             ("bigint", "bigint"),
             ("varchar(20)", "citext"),
             ("citext", "text"),
+            ("varbit(5)", "varbit(10)"),
+            ("bit varying(5)", "bit varying(10)"),
+            ("bit varying(5)", "varbit"),
         ] {
             assert!(keeps_values(&ty(old), &ty(new)), "{old} -> {new}");
         }
@@ -923,6 +932,7 @@ mod tests {
             ("inet", "cidr"),
             ("char(10)", "text"),
             ("citext", "varchar(20)"),
+            ("bit varying(10)", "bit varying(5)"),
         ] {
             assert!(!keeps_values(&ty(old), &ty(new)), "{old} -> {new}");
         }
