@@ -85,12 +85,14 @@ impl Report {
             .last()
             .ok_or_else(|| Error::not_found("deployment", "(no records)"))?;
         let s = &last.state;
+        // Blank names none, as in notifications.
+        let named = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
         Ok(Report {
             schema_version: REPORT_SCHEMA_VERSION.to_owned(),
             deployment: s.id.clone(),
             service: s.service.clone(),
-            environment: s.config.environment.clone(),
-            namespace: s.config.namespace.clone(),
+            environment: named(&s.config.environment),
+            namespace: named(&s.config.namespace),
             strategy: s.strategy,
             from: s.from.clone(),
             to: s.to.clone(),
@@ -330,7 +332,7 @@ mod tests {
         let mut named = second;
         named.state.config.environment = Some("prod".into());
         named.state.config.namespace = Some("payments".into());
-        let report = Report::from_records(&[first, named]).expect("report");
+        let report = Report::from_records(&[first.clone(), named.clone()]).expect("report");
         assert_eq!(report.environment.as_deref(), Some("prod"));
         assert_eq!(report.namespace.as_deref(), Some("payments"));
         let json = report.to_json().expect("json");
@@ -341,5 +343,10 @@ mod tests {
             text.contains("environment: prod, namespace payments"),
             "{text}"
         );
+        // A blank one (`ENVIRONMENT=` in CI) names none, as in notifications.
+        named.state.config.environment = Some("  ".into());
+        named.state.config.namespace = Some(String::new());
+        let report = Report::from_records(&[first, named]).expect("report");
+        assert_eq!((report.environment, report.namespace), (None, None));
     }
 }
