@@ -639,8 +639,16 @@ fn http_url(field: &str, value: &str) -> Result<reqwest::Url> {
 /// another region, perhaps) rather than the one it names. Guessing the URL's path instead would
 /// guess wrong for any server but PagerDuty's own.
 fn refuse_url_as_name(field: &str, value: &str) -> Result<()> {
+    let lower = value.to_ascii_lowercase();
     if value.contains("://") {
         http_url(field, value).map(drop)
+    } else if lower.starts_with("http:") || lower.starts_with("https:") {
+        // `https:/hooks.slack.com/...`: a URL with a slash lost, not a name.
+        Err(Error::invalid(
+            field,
+            redact_url(value),
+            "is a URL missing the `//` after its scheme: write it whole (https://...)",
+        ))
     } else if is_schemeless_url(value) {
         Err(schemeless(field, value))
     } else if is_host(value) && value.contains(['.', ':']) {
@@ -893,6 +901,20 @@ mod tests {
                 e.contains("notificationChannels[0].destination")
                     && e.contains(host)
                     && e.contains("is a host name"),
+                "{json}: {e}"
+            );
+        }
+        // A URL with a slash lost is no channel: its token would go out as the channel's name.
+        for url in [
+            "https:/hooks.slack.com/services/T0/B0/tok3n",
+            "HTTPS:hooks.slack.com/services/T0/B0/tok3n",
+        ] {
+            let json = format!(r#"{{"type":"slack","destination":"{url}"}}"#);
+            let e = n.check_channels(&[ch(&json)]).expect_err(&json).to_string();
+            assert!(
+                e.contains("notificationChannels[0].destination")
+                    && e.contains("missing the `//`")
+                    && !e.contains("tok3n"),
                 "{json}: {e}"
             );
         }
