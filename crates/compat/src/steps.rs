@@ -67,7 +67,7 @@ pub struct Handover {
 
 /// One checklist item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Step {
     /// When.
     pub phase: StepPhase,
@@ -557,6 +557,14 @@ mod tests {
         // A file of settings and contract statements has no step before.
         let texts = migration_texts("SET lock_timeout = '1s'; ALTER TABLE t DROP COLUMN b");
         assert_eq!(texts.len(), 1, "{texts:?}");
+    }
+
+    #[test]
+    fn a_step_is_read_strictly() {
+        let written = r#"{"phase":"before","kind":"backup","service":"a","text":"t"}"#;
+        assert!(serde_json::from_str::<Step>(written).is_ok());
+        let more = r#"{"phase":"before","kind":"backup","service":"a","text":"t","colour":"x"}"#;
+        assert!(serde_json::from_str::<Step>(more).is_err());
     }
 
     #[test]

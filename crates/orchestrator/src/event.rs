@@ -46,7 +46,7 @@ impl fmt::Display for Phase {
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
+#[serde(rename_all = "camelCase", tag = "type", deny_unknown_fields)]
 pub enum EventKind {
     /// The deployment started.
     #[serde(rename_all = "camelCase")]

@@ -160,6 +160,11 @@ async fn other_major_versions_and_unknown_fields_are_refused_with_the_path() {
     );
     let e = Report::from_json(&extra.to_string()).expect_err("unknown field");
     assert!(e.to_string().contains("colour"), "{e}");
+    // Within an event's kind too.
+    let mut in_kind = value.clone();
+    in_kind["timeline"][0]["kind"]["colour"] = "orange".into();
+    let e = Report::from_json(&in_kind.to_string()).expect_err("unknown field of a kind");
+    assert!(e.to_string().contains("colour"), "{e}");
 
     for bad in ["", "[]", "{", "{\"schemaVersion\": 1}", "null"] {
         assert!(Report::from_json(bad).is_err(), "{bad:?}");
