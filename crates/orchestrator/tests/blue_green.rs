@@ -121,6 +121,33 @@ async fn blue_green_with_canary_brings_green_up_fully_then_judges_then_switches(
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_dry_run_promises_pre_checks_only_where_a_version_runs() {
+    let preparation = |plan: &serin_orchestrator::DeploymentPlan| {
+        plan.steps
+            .iter()
+            .find(|s| s.starts_with("preparation"))
+            .cloned()
+            .expect("a preparation step")
+    };
+    let world = World::new();
+    let first = world
+        .plan(&blue_green_config("1.0.0", TrafficStrategyKind::Immediate))
+        .await;
+    assert_eq!(
+        preparation(&first),
+        "preparation: no pre-checks (nothing runs yet), no backup provider"
+    );
+    let world = world_on_blue().await;
+    let upgrade = world
+        .plan(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
+        .await;
+    assert_eq!(
+        preparation(&upgrade),
+        "preparation: pre-checks, no backup provider"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
     let world = world_on_blue().await;
     let (validator, fleet) = yanking_validator();
@@ -295,6 +322,44 @@ async fn a_green_instance_dying_mid_switch_stops_the_switch_and_rolls_back() {
     let reason = rollback_reason(&report);
     assert!(reason.contains("out of memory"), "{reason}");
     assert_eq!(weights(&report), vec![25.0, 0.0], "{report}");
+    world.assert_live(Track::Blue, "1.0.0").await;
+}
+
+/// A switch whose weights a router cannot take is refused naming the field that asked for
+/// the weight (`trafficIncrement`, `weights[i]`), as a canary's is.
+#[tokio::test(start_paused = true)]
+async fn a_switch_step_off_the_routers_granularity_names_the_field_that_set_it() {
+    let caps = serin_traffic::Capabilities::weights_only()
+        .with_weight_granularity(serin_traffic::Weight::from_percent(10).expect("10%"))
+        .expect("granularity");
+    let world = World {
+        router: Arc::new(serin_traffic::InMemoryRouter::with_capabilities(caps)),
+        ..World::new()
+    };
+    let r = world
+        .orchestrator()
+        .run(&blue_green_config("1.0.0", TrafficStrategyKind::Immediate))
+        .await
+        .expect("install");
+    assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
+    let gradual = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
+    let mut weighted = blue_green_config("1.1.0", TrafficStrategyKind::Weighted);
+    weighted.blue_green_config.weights = vec![20.0, 55.0];
+    for (config, field) in [
+        (gradual, "blueGreenConfig.trafficIncrement `25`"),
+        (weighted, "blueGreenConfig.weights[1] `55`"),
+    ] {
+        let orchestrator = world.orchestrator();
+        let planned = orchestrator.plan(&config).await.map(|_| ());
+        let started = orchestrator.run(&config).await.map(|_| ());
+        for err in [planned, started] {
+            let err = err.expect_err("off the granularity").to_string();
+            assert!(
+                err.contains(field) && err.contains("granularity 10%"),
+                "{field}: {err}"
+            );
+        }
+    }
     world.assert_live(Track::Blue, "1.0.0").await;
 }
 

@@ -131,6 +131,53 @@ impl BlueGreenConfig {
         }
     }
 
+    /// The switch's plan from `start` (all on the old colour) to `new`, on router `router`,
+    /// which takes weights only in multiples of `granularity`. A step off it is refused
+    /// naming the field that asked for it (`trafficIncrement`, `weights[i]`), or
+    /// `trafficStrategy` on a router that takes all or nothing, where no other weight helps.
+    pub(crate) fn plan_on(
+        &self,
+        start: &TrafficSplit,
+        new: &str,
+        granularity: Weight,
+        router: &str,
+    ) -> Result<Plan> {
+        let path = "blueGreenConfig";
+        let strategy = self.traffic()?;
+        Plan::shift_with_granularity(start, new, &strategy, granularity).map_err(|e| {
+            let (field, reason) = match &e {
+                serin_traffic::Error::InvalidField { field, reason, .. } => {
+                    (field.as_str(), reason.clone())
+                }
+                other => ("", other.to_string()),
+            };
+            let step = field
+                .strip_prefix("strategy.steps[")
+                .and_then(|rest| rest.strip_suffix("].weight"))
+                .and_then(|i| i.parse::<usize>().ok())
+                .and_then(|i| Some((i, self.weights.get(i)?)));
+            let reason = format!("{reason}, which router `{router}` takes");
+            match (field, step) {
+                _ if granularity == Weight::FULL => Error::invalid(
+                    format!("{path}.trafficStrategy"),
+                    self.traffic_strategy.as_str(),
+                    reason,
+                ),
+                ("strategy.increment", _) => Error::invalid(
+                    format!("{path}.trafficIncrement"),
+                    self.traffic_increment,
+                    reason,
+                ),
+                (_, Some((i, w))) => Error::invalid(format!("{path}.weights[{i}]"), w, reason),
+                _ => Error::invalid(
+                    format!("{path}.trafficStrategy"),
+                    self.traffic_strategy.as_str(),
+                    e.to_string(),
+                ),
+            }
+        })
+    }
+
     /// How long a switch from the old colour to the new one holds its steps together before
     /// the new version takes all traffic and is promoted (zero for an immediate switch), and
     /// the fields that set it, for errors. Every deployment that switches sits through these

@@ -745,10 +745,10 @@ fn check_weights(
             .check_granularity(granularity, router.name(), 0);
     }
     let start = crate::run::split_all(old, Some(new))?;
-    let strategy = config.blue_green_config.traffic()?;
-    serin_traffic::Plan::shift_with_granularity(&start, new.as_str(), &strategy, granularity)
-        .map_err(|e| Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string()))?;
-    Ok(())
+    config
+        .blue_green_config
+        .plan_on(&start, new.as_str(), granularity, router.name())
+        .map(drop)
 }
 
 /// Checks that `router` can take every weight the deployment in `state`, being resumed, has

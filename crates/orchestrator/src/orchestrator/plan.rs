@@ -218,15 +218,18 @@ impl Orchestrator {
             if let Some(why) = self.start_refusal(service, &to.track, limit).await? {
                 steps.insert(0, format!("start: REFUSED — {why}"));
             }
-            // A move back to an older version skips the running version's pre-checks.
-            let checks = if from.as_ref().is_some_and(|f| f.version > to.version) {
-                "no pre-checks (a move back to an older version)"
-            } else {
-                "pre-checks"
+            // The pre-checks are the running version's: a first install has none, and a move
+            // back to an older version skips them.
+            let checks = match &from {
+                None => "no pre-checks (nothing runs yet)",
+                Some(f) if f.version > to.version => {
+                    "no pre-checks (a move back to an older version)"
+                }
+                Some(_) => "pre-checks",
             };
             steps.push(match &self.inner.backup {
                 Some(b) => format!("preparation: {checks}, backup by {}", b.name()),
-                None => format!("preparation: {checks} (no backup provider)"),
+                None => format!("preparation: {checks}, no backup provider"),
             });
             let runner = self
                 .inner
@@ -259,15 +262,12 @@ impl Orchestrator {
                 (Some(old), StrategyKind::BlueGreen) => {
                     let start = split_all(&old.track, Some(&to.track))?;
                     let granularity = backends.router.capabilities().weight_granularity();
-                    let plan = Plan::shift_with_granularity(
+                    let plan = bg.plan_on(
                         &start,
                         to.track.as_str(),
-                        &bg.traffic()?,
                         granularity,
-                    )
-                    .map_err(|e| {
-                        Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string())
-                    })?;
+                        backends.router.name(),
+                    )?;
                     steps.push(format!(
                         "switch traffic {} -> {} ({:?}, {} step(s)), rollback triggers checked every {:?}",
                         old.track,

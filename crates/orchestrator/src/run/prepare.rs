@@ -6,7 +6,7 @@ use std::time::Duration;
 use serin_canary::controller::{Action, CanaryController};
 use serin_compat::{Fleet, Proposal};
 use serin_signals::{ProbeStatus, Track};
-use serin_traffic::{Plan, PlanCursor};
+use serin_traffic::PlanCursor;
 
 use crate::config::StrategyKind;
 use crate::config::human;
@@ -1062,16 +1062,16 @@ impl Runner {
                     .await
             }
             StrategyKind::BlueGreen => {
-                let strategy = self.state.config.blue_green_config.traffic()?;
                 let from = split_all(&old, Some(&new))?;
                 // Every step on the router's weights, or the plan is refused before it starts
                 // rather than by the router halfway.
-                let granularity = self.backends.router.capabilities().weight_granularity();
-                let plan =
-                    Plan::shift_with_granularity(&from, new.as_str(), &strategy, granularity)
-                        .map_err(|e| {
-                            Error::invalid("blueGreenConfig.trafficStrategy", "…", e.to_string())
-                        })?;
+                let router = &self.backends.router;
+                let plan = self.state.config.blue_green_config.plan_on(
+                    &from,
+                    new.as_str(),
+                    router.capabilities().weight_granularity(),
+                    router.name(),
+                )?;
                 self.state.plan = Some(PlanRun {
                     plan,
                     cursor: PlanCursor::new(),
