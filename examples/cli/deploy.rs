@@ -318,7 +318,14 @@ async fn run_to_end(
         stack.orchestrator.start(config, &service).await
     };
     let report = match started {
-        Ok(handle) => until_the_end(ctx.ui, &bar, handle, interrupts.as_mut()).await,
+        Ok(handle) => {
+            // The last deployment from its start: if this command is stopped, `status` reads
+            // this one's end from the journal (abandoned), not the one before's.
+            state.last_deployment = Some(handle.id().to_owned());
+            state.last_outcome = None;
+            states.save(state)?;
+            until_the_end(ctx.ui, &bar, handle, interrupts.as_mut()).await
+        }
         Err(e) => Err(e),
     };
     // Let the printer catch the last events before it stops.
@@ -330,7 +337,7 @@ async fn run_to_end(
         Err(e) => {
             // Nothing ran to its end: what runs is what the backend says, if it can say.
             if let Ok(running) = stack.running().await {
-                state.record_running(running, &config.version);
+                state.record_running(running, &config.version, is_rollback);
             }
             state.in_progress = None;
             states.save(state)?;
@@ -338,7 +345,7 @@ async fn run_to_end(
         }
     };
     let running = stack.running().await?;
-    state.record_running(running, &config.version);
+    state.record_running(running, &config.version, is_rollback);
     state.last_deployment = Some(report.deployment.clone());
     state.last_outcome = report.outcome.clone();
     state.in_progress = None;

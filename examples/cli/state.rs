@@ -100,16 +100,23 @@ impl RunState {
             .collect()
     }
 
-    /// Records what runs after a deployment or rollback to `target`: a new current version
-    /// pushes the old one on `previous` — unless the change went back to a version found
-    /// there (a rollback), which is then taken off it.
-    pub fn record_running(&mut self, now: Option<Running>, target: &semver::Version) {
+    /// Records what runs after a deployment (or, with `rollback`, a rollback) to `target`: a
+    /// new current version pushes the old one on `previous`, as a deployment of a version
+    /// that ran before does too — unless a rollback went back to a version found there, which
+    /// is then taken off it with the versions after it, so that the next rollback goes on back.
+    pub fn record_running(
+        &mut self,
+        now: Option<Running>,
+        target: &semver::Version,
+        rollback: bool,
+    ) {
         let before = self.current.as_ref().map(|r| r.version.clone());
         let after = now.as_ref().map(|r| r.version.clone());
         if after != before
             && let Some(after) = &after
         {
-            if after == target
+            if rollback
+                && after == target
                 && let Some(at) = self.previous.iter().rposition(|v| v == after)
             {
                 self.previous.truncate(at);
@@ -435,21 +442,33 @@ mod tests {
     #[test]
     fn deployments_push_previous_versions_and_rollbacks_pop_them() {
         let mut s = RunState::new("demo", BackendKind::Sim);
-        s.record_running(running("1.0.0"), &v("1.0.0"));
+        s.record_running(running("1.0.0"), &v("1.0.0"), false);
         assert!(s.previous.is_empty());
-        s.record_running(running("1.1.0"), &v("1.1.0"));
-        s.record_running(running("1.2.0"), &v("1.2.0"));
+        s.record_running(running("1.1.0"), &v("1.1.0"), false);
+        s.record_running(running("1.2.0"), &v("1.2.0"), false);
         assert_eq!(s.previous, vec![v("1.0.0"), v("1.1.0")]);
         // A rolled-back deployment leaves what ran.
-        s.record_running(running("1.2.0"), &v("1.3.0"));
+        s.record_running(running("1.2.0"), &v("1.3.0"), false);
         assert_eq!(s.previous, vec![v("1.0.0"), v("1.1.0")]);
-        // Going back to 1.1.0 takes it off the list.
-        s.record_running(running("1.1.0"), &v("1.1.0"));
+        // Rolling back to 1.1.0 takes it off the list.
+        s.record_running(running("1.1.0"), &v("1.1.0"), true);
         assert_eq!(s.previous, vec![v("1.0.0")]);
         assert_eq!(
             s.current.as_ref().map(|r| r.version.clone()),
             Some(v("1.1.0"))
         );
+    }
+
+    #[test]
+    fn deploying_a_version_that_ran_before_keeps_what_it_replaced() {
+        let mut s = RunState::new("demo", BackendKind::Sim);
+        for version in ["1.0.0", "1.1.0", "1.2.0", "1.1.0"] {
+            s.record_running(running(version), &v(version), false);
+        }
+        assert_eq!(s.previous, vec![v("1.0.0"), v("1.1.0"), v("1.2.0")]);
+        // So a rollback goes back to 1.2.0, the version the last deployment replaced.
+        s.record_running(running("1.2.0"), &v("1.2.0"), true);
+        assert_eq!(s.previous, vec![v("1.0.0"), v("1.1.0")]);
     }
 
     #[test]
@@ -485,7 +504,7 @@ mod tests {
         let states = StateDir::open(dir.path()).expect("open");
         assert_eq!(states.load().expect("load"), None);
         let mut s = RunState::new("demo", BackendKind::Local);
-        s.record_running(running("1.0.0"), &v("1.0.0"));
+        s.record_running(running("1.0.0"), &v("1.0.0"), false);
         s.behaviours.insert(
             "1.0.0".into(),
             Behaviour {
@@ -518,7 +537,7 @@ mod tests {
         states.save(&old).expect("save");
         assert_eq!(names_in(dir.path()), ["state.json"]);
         let mut new = old.clone();
-        new.record_running(running("1.0.0"), &v("1.0.0"));
+        new.record_running(running("1.0.0"), &v("1.0.0"), false);
 
         // The temporary file cannot be written: the error names it, the old state stays.
         let tmp = dir.path().join("state.json.tmp");
