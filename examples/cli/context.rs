@@ -131,12 +131,28 @@ impl Ctx {
         state: &RunState,
         config: &DeploymentConfig,
     ) -> Result<Stack, CliError> {
-        let hooks = Hooks {
-            notifier: hooks::notifier(&self.global, &self.env, self.io.clone(), config)?,
-            backup: hooks::backup(&self.global, &self.env, states, hooks::Use::Deploy)?
-                .map(|b| hooks::in_real_time(b, self.io.clone())),
+        let notifier = hooks::notifier(&self.global, &self.env, self.io.clone(), config)?;
+        // The backup store is made for the deployment; refused before it runs, the command
+        // takes away what it made, so that it leaves no file behind.
+        let had_store = states.backups().exists();
+        let assembled = async {
+            let hooks = Hooks {
+                notifier,
+                backup: hooks::backup(&self.global, &self.env, states, hooks::Use::Deploy)?
+                    .map(|b| hooks::in_real_time(b, self.io.clone())),
+            };
+            self.assemble(states, state, config, hooks).await
+        }
+        .await;
+        let stack = match assembled {
+            Ok(stack) => stack,
+            Err(e) => {
+                if !had_store {
+                    hooks::remove_empty_stores(states);
+                }
+                return Err(e);
+            }
         };
-        let stack = self.assemble(states, state, config, hooks).await?;
         let closed = stack.abandon_unfinished(state.current.as_ref()).await;
         or_shutdown(stack, closed).await
     }

@@ -102,13 +102,14 @@ pub fn notifier(
     io: Option<tokio::runtime::Handle>,
     config: &DeploymentConfig,
 ) -> Result<Option<Notifications>, CliError> {
-    if config.notification_channels.is_empty() {
-        return Ok(None);
-    }
+    // Read (and checked) even without channels: a flag given is never ignored.
     let settings = match &global.notify_settings {
         Some(path) => read_settings(path)?,
         None => NotifySettings::default(),
     };
+    if config.notification_channels.is_empty() {
+        return Ok(None);
+    }
     let env = env.clone();
     let mut notifier = ChannelNotifier::new(settings)
         .map_err(|e| CliError::usage(e.to_string()))?
@@ -154,6 +155,16 @@ fn store(states: &StateDir, kind: &str, purpose: Use) -> Result<PathBuf, CliErro
         ))
     })?;
     absolute("--state-dir", &dir)
+}
+
+/// Removes the backup stores under the state directory, and the directory that holds them,
+/// where they are empty (nothing is removed that holds a backup).
+pub fn remove_empty_stores(states: &StateDir) {
+    let backups = states.backups();
+    for kind in ["directory", "postgres"] {
+        let _ = std::fs::remove_dir(backups.join(kind));
+    }
+    let _ = std::fs::remove_dir(backups);
 }
 
 /// `path` made absolute without creating anything: its nearest existing ancestor resolved (as

@@ -74,27 +74,40 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
             ));
         }
         let value = value.trim();
-        let value = if let Some(rest) = value.strip_prefix('"') {
-            let Some(end) = rest.rfind('"') else {
-                return Err(format!(
-                    "line {}: the value of {key} has no closing `\"`",
-                    i + 1
-                ));
-            };
-            unescape(&rest[..end])
-        } else if let Some(rest) = value.strip_prefix('\'') {
-            let Some(end) = rest.rfind('\'') else {
-                return Err(format!(
-                    "line {}: the value of {key} has no closing `'`",
-                    i + 1
-                ));
-            };
-            rest[..end].to_owned()
-        } else {
-            match value.find(" #") {
+        let value = match value.chars().next() {
+            Some(quote @ ('"' | '\'')) => {
+                let rest = &value[1..];
+                // The first closing quote ends the value (a `\"` within double quotes is
+                // escaped); only a comment may follow it.
+                let mut escaped = false;
+                let end = rest.char_indices().find_map(|(at, c)| {
+                    let closes = c == quote && !escaped;
+                    escaped = quote == '"' && c == '\\' && !escaped;
+                    closes.then_some(at)
+                });
+                let Some(end) = end else {
+                    return Err(format!(
+                        "line {}: the value of {key} has no closing `{quote}`",
+                        i + 1
+                    ));
+                };
+                let after = rest[end + 1..].trim_start();
+                if !after.is_empty() && !after.starts_with('#') {
+                    return Err(format!(
+                        "line {}: the value of {key} goes on after its closing `{quote}` \
+                         (`{after}`); only a `# comment` may follow it",
+                        i + 1
+                    ));
+                }
+                match quote {
+                    '"' => unescape(&rest[..end]),
+                    _ => rest[..end].to_owned(),
+                }
+            }
+            _ => match value.find(" #") {
                 Some(at) => value[..at].trim_end().to_owned(),
                 None => value.to_owned(),
-            }
+            },
         };
         out.insert(key.to_owned(), value);
     }
@@ -312,6 +325,17 @@ mod tests {
         assert_eq!(vars["INCREMENT"], "10");
         assert_eq!(vars["NAME"], "a # b");
         assert_eq!(vars["MSG"], "line\nnext");
+    }
+
+    #[test]
+    fn a_quoted_value_ends_at_its_first_closing_quote() {
+        let text =
+            "VERSION='1.1.0' # don't bump by hand\nNAME=\"a \\\"b\\\"\" # the \"stable\" one\n";
+        let vars = parse_env_file(text).expect("parse");
+        assert_eq!(vars["VERSION"], "1.1.0");
+        assert_eq!(vars["NAME"], "a \"b\"");
+        let err = parse_env_file("VERSION='1.1.0'.1\n").expect_err("text after the quote");
+        assert!(err.contains("line 1") && err.contains("VERSION"), "{err}");
     }
 
     #[test]

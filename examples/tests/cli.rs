@@ -1516,6 +1516,23 @@ fn a_command_refused_after_taking_the_state_directory_leaves_no_file_behind() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no-such-catalog.yaml"));
+    // Nor its backup store.
+    std::fs::create_dir(d.join("data")).expect("mkdir");
+    sim(d)
+        .args(["--backup-dir", "data", "--catalog", "no-such-catalog.yaml"])
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no-such-catalog.yaml"));
+    // A settings file given is read, though no channel needs it.
+    sim(d)
+        .args(["--notify-settings", "no-such-settings.json"])
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "invalid --notify-settings `no-such-settings.json`",
+        ));
     sim(d)
         .arg("rollback")
         .assert()
@@ -2059,6 +2076,15 @@ fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
     assert_eq!(abandoned(d), 1, "closed once");
     on_local(d, &demo).args(["health-check"]).assert().success();
     assert_eq!(abandoned(d), 1, "and only once");
+    // Status names the abandoned deployment as the last one, not the install before it.
+    let s = status(d);
+    assert!(
+        s["lastDeployment"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("demo-1.1.0")),
+        "{s}"
+    );
+    assert_eq!(s["lastOutcome"]["result"], "failed", "{s}");
 }
 
 /// Once a deployment has ended and is recorded, a signal during the cleanup (here: waiting on
