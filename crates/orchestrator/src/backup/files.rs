@@ -17,6 +17,30 @@ use crate::error::{Error, Result};
 use crate::hooks::{BackupCheck, BackupInfo, BackupProvider};
 use crate::orchestrator::Clock;
 
+/// Refuses a `source` that is a mount point (a volume of its own): a restore swaps the tree in
+/// by renaming the directory, which a mount point cannot be (`EBUSY`), so its backups could be
+/// taken but never restored. A directory inside the volume can be.
+fn refuse_mount_point(source: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let (Some(parent), Ok(own)) = (source.parent(), std::fs::metadata(source)) else {
+            return Ok(());
+        };
+        if let Ok(above) = std::fs::metadata(parent)
+            && above.dev() != own.dev()
+        {
+            return Err(Error::invalid(
+                "directorySnapshot.source",
+                source.display(),
+                "is a mount point (a file system of its own), which a restore cannot rename \
+                 aside to swap the restored tree in: snapshot a directory inside it",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The subject of the one check a snapshot records: the whole tree.
 const TREE_CHECK: &str = "files";
 
@@ -108,7 +132,8 @@ fn absolute(field: &str, path: &Path) -> Result<PathBuf> {
 impl DirectorySnapshot {
     /// Snapshots of the directory `source`, stored in `store`. Both must be absolute, and
     /// neither may contain the other (a snapshot would copy itself, or a restore replace the
-    /// store).
+    /// store). `source` may not be a mount point, which a restore could not rename aside:
+    /// name a directory inside the volume instead.
     pub fn new(source: impl AsRef<Path>, store: impl AsRef<Path>) -> Result<Self> {
         let source = absolute("directorySnapshot.source", source.as_ref())?;
         let store = absolute("directorySnapshot.store", store.as_ref())?;
@@ -122,6 +147,7 @@ impl DirectorySnapshot {
                 ),
             ));
         }
+        refuse_mount_point(&source)?;
         Ok(DirectorySnapshot {
             catalog: Catalog::new(
                 store,
@@ -634,6 +660,22 @@ mod tests {
 
     use super::*;
     use crate::backup::testkit::{self, BackedUpState};
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_mount_point_is_refused_as_a_source_and_a_directory_inside_one_is_not() {
+        // `/proc` is a file system of its own on every Linux.
+        let err = refuse_mount_point(Path::new("/proc"))
+            .expect_err("a mount point")
+            .to_string();
+        assert!(
+            err.contains("directorySnapshot.source") && err.contains("mount point"),
+            "{err}"
+        );
+        refuse_mount_point(Path::new("/proc/self")).expect("inside it");
+        let dir = tempfile::tempdir().expect("tempdir");
+        refuse_mount_point(dir.path()).expect("a plain directory");
+    }
 
     struct Dir(PathBuf);
 
