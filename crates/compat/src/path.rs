@@ -202,24 +202,6 @@ impl Default for PathOptions {
 /// Which releases, by their place in the graph's ascending order, a selector matches.
 type Matches = FixedBitSet;
 
-/// Refuses a rule (an edge, a conditional edge, a block) one of whose sides matches no
-/// release: it could never apply, and is most likely a typo; `at` names its path and value.
-fn no_side_empty(
-    from: &Matches,
-    to: &Matches,
-    at: impl FnOnce() -> (String, String),
-) -> Result<()> {
-    if from.is_clear() || to.is_clear() {
-        let (path, value) = at();
-        return Err(Error::InvalidValue {
-            path,
-            value,
-            reason: "matches no release on one side".into(),
-        });
-    }
-    Ok(())
-}
-
 /// The rules of one kind, each with the releases its target side matches, found by source: a
 /// release's list holds the rules whose source side matches it, in the spec's order, so that
 /// deciding an edge reads only the rules that may cover it (a spec may block hundreds of single
@@ -497,15 +479,22 @@ impl GraphBuilder {
             }
             set
         };
+        // A rule one of whose sides matches no release could never apply, and is most likely
+        // a typo: a block of `7.71.0` for `7.17.0` would leave the edge it meant open.
+        let sides = |rule: String, from: &Selector, to: &Selector| -> Result<(Matches, Matches)> {
+            let (f, t) = (matches(from), matches(to));
+            if f.is_clear() || t.is_clear() {
+                return Err(Error::InvalidValue {
+                    path: rule,
+                    value: format!("{from} -> {to}"),
+                    reason: "matches no release on one side".into(),
+                });
+            }
+            Ok((f, t))
+        };
         let mut edges = Rules::new(n);
         for (i, spec) in self.spec.edges.iter().enumerate() {
-            let (from, mut to) = (matches(&spec.from), matches(&spec.to));
-            no_side_empty(&from, &to, || {
-                (
-                    format!("{path}.edges[{i}]"),
-                    format!("{} -> {}", spec.from, spec.to),
-                )
-            })?;
+            let (from, mut to) = sides(format!("{path}.edges[{i}]"), &spec.from, &spec.to)?;
             for &start in &start_only {
                 to.remove(start);
             }
@@ -534,13 +523,7 @@ impl GraphBuilder {
                     }
                 }
             }
-            let (from, to) = (matches(&spec.from), matches(&spec.to));
-            no_side_empty(&from, &to, || {
-                (
-                    format!("{path}.conditional[{i}]"),
-                    format!("{} -> {}", spec.from, spec.to),
-                )
-            })?;
+            let (from, to) = sides(format!("{path}.conditional[{i}]"), &spec.from, &spec.to)?;
             conditional.push(&from, to, spec.risks.clone());
         }
         let mut blocked = Rules::new(n);
@@ -554,15 +537,7 @@ impl GraphBuilder {
                         .into(),
                 });
             }
-            // A block that matches nothing (`7.71.0` for `7.17.0`) would leave the edge it
-            // meant open.
-            let (from, to) = (matches(&b.from), matches(&b.to));
-            no_side_empty(&from, &to, || {
-                (
-                    format!("{path}.blocked[{i}]"),
-                    format!("{} -> {}", b.from, b.to),
-                )
-            })?;
+            let (from, to) = sides(format!("{path}.blocked[{i}]"), &b.from, &b.to)?;
             blocked.push(&from, to, b.reason.clone());
         }
         let mut stops = Vec::new();

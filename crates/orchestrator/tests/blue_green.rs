@@ -325,12 +325,11 @@ async fn a_green_instance_dying_mid_switch_stops_the_switch_and_rolls_back() {
     world.assert_live(Track::Blue, "1.0.0").await;
 }
 
-/// A switch whose weights a router cannot take is refused naming the field that asked for
-/// the weight (`trafficIncrement`, `weights[i]`), as a canary's is.
-#[tokio::test(start_paused = true)]
-async fn a_switch_step_off_the_routers_granularity_names_the_field_that_set_it() {
+/// A world whose router takes weights only in multiples of `granularity`, with 1.0.0
+/// installed on blue.
+async fn installed_on_granularity(granularity: serin_traffic::Weight) -> World {
     let caps = serin_traffic::Capabilities::weights_only()
-        .with_weight_granularity(serin_traffic::Weight::from_percent(10).expect("10%"))
+        .with_weight_granularity(granularity)
         .expect("granularity");
     let world = World {
         router: Arc::new(serin_traffic::InMemoryRouter::with_capabilities(caps)),
@@ -342,6 +341,15 @@ async fn a_switch_step_off_the_routers_granularity_names_the_field_that_set_it()
         .await
         .expect("install");
     assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
+    world
+}
+
+/// A switch whose weights a router cannot take is refused naming the field that asked for
+/// the weight (`trafficIncrement`, `weights[i]`), as a canary's is.
+#[tokio::test(start_paused = true)]
+async fn a_switch_step_off_the_routers_granularity_names_the_field_that_set_it() {
+    let world =
+        installed_on_granularity(serin_traffic::Weight::from_percent(10).expect("10%")).await;
     let gradual = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
     let mut weighted = blue_green_config("1.1.0", TrafficStrategyKind::Weighted);
     weighted.blue_green_config.weights = vec![20.0, 55.0];
@@ -369,19 +377,7 @@ async fn a_switch_step_off_the_routers_granularity_names_the_field_that_set_it()
 /// through the switch.
 #[tokio::test(start_paused = true)]
 async fn a_gradual_switch_on_an_all_or_nothing_router_is_refused_before_it_moves() {
-    let caps = serin_traffic::Capabilities::weights_only()
-        .with_weight_granularity(serin_traffic::Weight::FULL)
-        .expect("granularity");
-    let world = World {
-        router: Arc::new(serin_traffic::InMemoryRouter::with_capabilities(caps)),
-        ..World::new()
-    };
-    let r = world
-        .orchestrator()
-        .run(&blue_green_config("1.0.0", TrafficStrategyKind::Immediate))
-        .await
-        .expect("install");
-    assert_eq!(r[0].outcome, Some(Outcome::Succeeded));
+    let world = installed_on_granularity(serin_traffic::Weight::FULL).await;
     let applied = world.router.history().len();
     let gradual = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
     let orchestrator = world.orchestrator();
