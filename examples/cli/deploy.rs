@@ -293,6 +293,7 @@ async fn run_to_end(
             state.current.as_ref().map(|r| &r.version),
             is_rollback,
         ),
+        ctx.io.as_ref(),
     );
     state.in_progress = Some(format!(
         "{} of {} started at {}",

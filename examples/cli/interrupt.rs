@@ -118,7 +118,17 @@ impl Interrupts {
     /// with `--output json`, the error document) and ends the process with exit status 5 —
     /// until [`ended`](Self::ended) says the deployment is over. `None` where the signals
     /// cannot be listened to (the default action stays: the process ends).
-    pub fn listen(ui: Ui, forced: String) -> Option<Interrupts> {
+    ///
+    /// With `io` (the simulated backend's real-time runtime), it listens there: the
+    /// simulation's one thread is blocked while a backup runs (see
+    /// [`in_real_time`](crate::cli::hooks::in_real_time)), and a second signal must quit then
+    /// too.
+    pub fn listen(
+        ui: Ui,
+        forced: String,
+        io: Option<&tokio::runtime::Handle>,
+    ) -> Option<Interrupts> {
+        let _entered = io.map(tokio::runtime::Handle::enter);
         let mut sigint = signal(SignalKind::interrupt()).ok()?;
         let mut sigterm = signal(SignalKind::terminate()).ok()?;
         let (tx, first) = watch::channel(None);

@@ -2087,6 +2087,61 @@ fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
     assert_eq!(s["lastOutcome"]["result"], "failed", "{s}");
 }
 
+/// On the simulated fleet a backup blocks the simulation's one thread (so that it takes no
+/// virtual time); a second signal during it still quits at once with exit 5.
+#[test]
+fn a_second_signal_during_a_simulated_deployment_s_backup_quits_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    deploy_on_sim(d, "1.0.0");
+    // Enough to copy and hash for seconds in a debug build.
+    let data = d.join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let chunk: Vec<u8> = (0..10 << 20).map(|i: u32| (i % 251) as u8).collect();
+    for i in 0..10 {
+        std::fs::write(data.join(format!("f{i}")), &chunk).expect("write");
+    }
+    let mut child = std::process::Command::new(cli_binary())
+        .current_dir(d)
+        .args(["--backend", "sim", "--backup-dir", "data"])
+        .args(["deploy", "--version", "1.1.0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The signals go once the backup is under way: its snapshot has files in the store.
+    let store = state_file(d, "backups").join("directory");
+    let copying = || {
+        std::fs::read_dir(&store)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|snapshot| {
+                std::fs::read_dir(snapshot.path().join("tree"))
+                    .is_ok_and(|mut files| files.next().is_some())
+            })
+    };
+    let started = std::time::Instant::now();
+    while !copying() {
+        assert!(started.elapsed().as_secs() < 30, "the backup never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    send("-INT", &child);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    send("-INT", &child);
+    let second = std::time::Instant::now();
+    let mut stderr = String::new();
+    let mut err = child.stderr.take().expect("stderr");
+    err.read_to_string(&mut stderr).expect("stderr");
+    let code = child.wait().expect("wait").code();
+    let took = second.elapsed();
+    assert_eq!(code, Some(5), "after {took:?}: {stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "quit {took:?} after the second signal"
+    );
+}
+
 /// Once a deployment has ended and is recorded, a signal during the cleanup (here: waiting on
 /// a notification receiver that never answers) has nothing to abort: the first one says so, the
 /// second quits at once with the outcome's exit status and the report, not with exit 5 and a
