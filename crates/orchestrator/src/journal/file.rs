@@ -328,14 +328,15 @@ impl Files {
         let mut out = std::io::BufWriter::new(file);
         let (mut bytes, mut dropped) = (0u64, 0usize);
         self.scan_lines(|number, whose, line, whole| {
+            // A line cut short that no record replaces stops the compaction, as every read
+            // of its deployment stops at it, even where the compaction would drop it: it
+            // may hold a record that was acknowledged and lost, which an operator checks.
+            if !whole {
+                self.parse(number, &line)?;
+            }
             if trim.get(whose.as_str()).is_some_and(|keep| *keep != number) {
                 dropped += 1;
                 return Ok(());
-            }
-            // A line cut short that no record replaces stops the compaction, as every read
-            // of its deployment stops at it.
-            if !whole {
-                self.parse(number, &line)?;
             }
             out.write_all(&line)
                 .and_then(|()| out.write_all(b"\n"))
@@ -1032,6 +1033,12 @@ mod tests {
             [("web-1".to_owned(), 3), ("web-2".to_owned(), 0)]
         );
         assert!(j.compact(10).await.is_err());
+        // So does a compaction that would trim the deployment, finished now.
+        j.append(&record("web-1", 4, true)).await.expect("append");
+        let before = std::fs::read(&path).expect("read");
+        let err = j.compact(0).await.expect_err("lost record").to_string();
+        assert!(err.contains("line 3 is cut short"), "{err}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
     }
 
     #[tokio::test]
