@@ -75,6 +75,7 @@ mod resume_damaged;
 mod resume_paths;
 mod resume_router;
 mod resume_stages;
+mod rollback_restore_points;
 mod router_granularity;
 mod services;
 mod services_running;

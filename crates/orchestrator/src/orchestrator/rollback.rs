@@ -19,13 +19,16 @@ impl Orchestrator {
     /// The database follows the code. A deployment's expand migrations run while the old
     /// version still serves, so they never stop it from working; its contract migrations run
     /// once the old version is gone and are destructive for it. When a deployment being undone
-    /// (one that succeeded since `version` last ran) has a contract migration carried out or
-    /// handed to an operator, the backup taken before the first deployment being undone is
-    /// restored in preparation, after a fresh backup of the current database and before any
-    /// traffic moves. Without that backup, or without a backup provider, or when the backup no
-    /// longer exists or the provider's [`Retention`](crate::backup::Retention) would delete it
-    /// as the fresh backup is taken, the rollback is refused with the reason, and nothing
-    /// changes.
+    /// (one that succeeded since `version` last ran, or got as far as its contract migrations
+    /// before it failed) has a contract migration carried out, handed to an operator, or tried
+    /// (it may be partly carried out), the backup taken before the first deployment being
+    /// undone is restored in preparation, after a fresh backup of the current database and
+    /// before any traffic moves. Without that backup, or without a backup provider, or when the
+    /// backup no longer exists or the provider's [`Retention`](crate::backup::Retention) would
+    /// delete it as the fresh backup is taken, the rollback is refused with the reason, and
+    /// nothing changes. Should `version` then fail and the newer version serve again, it
+    /// serves over the restored database: the deployment ends as failed, naming the fresh
+    /// backup that holds the database it ran on.
     pub async fn rollback_to(
         &self,
         config: &DeploymentConfig,
@@ -74,26 +77,20 @@ impl Orchestrator {
         service: &str,
         version: &semver::Version,
     ) -> Result<Option<String>> {
-        let succeeded = self.succeeded(service).await?;
+        let moved = self.moved(service).await?;
         // The deployments being undone: those after the last one that left `version` running,
         // or else those since `version` was last replaced.
-        let start = match succeeded.iter().rposition(|d| &d.to.version == version) {
+        let start = match moved.iter().rposition(|d| &d.to.version == version) {
             Some(i) => i + 1,
-            None => succeeded
+            None => moved
                 .iter()
                 .rposition(|d| d.from.as_ref().is_some_and(|f| &f.version == version))
-                .unwrap_or(succeeded.len()),
+                .unwrap_or(moved.len()),
         };
-        let undone = &succeeded[start.min(succeeded.len())..];
-        let destructive = undone.iter().find_map(|d| {
-            d.checklist
-                .iter()
-                .find(|s| {
-                    s.step.kind == serin_compat::steps::StepKind::ContractMigration
-                        && matches!(s.status, StepStatus::Done | StepStatus::Due)
-                })
-                .map(|s| (d, s))
-        });
+        let undone = &moved[start.min(moved.len())..];
+        let destructive = undone
+            .iter()
+            .find_map(|d| contract_reached(d).map(|s| (d, s)));
         let Some((d, step)) = destructive else {
             return Ok(None);
         };
@@ -112,26 +109,44 @@ impl Orchestrator {
         }
     }
 
-    /// Deploys back the version that ran before the last successful deployment of `service`.
+    /// Deploys back the version that ran before the last successful deployment of `service`
+    /// (or the last that got as far as its contract migrations).
     pub async fn rollback(&self, config: &DeploymentConfig, service: &str) -> Result<Report> {
-        let last = self.succeeded(service).await?.pop();
+        let last = self.moved(service).await?.pop();
         let Some(version) = last.and_then(|d| d.from).map(|p| p.version) else {
             return Err(Error::not_found("previous version of service", service));
         };
         self.rollback_to(config, service, version).await
     }
 
-    /// The final states of the deployments of `service` that succeeded, in the order they
-    /// started.
-    async fn succeeded(&self, service: &str) -> Result<Vec<DeploymentState>> {
+    /// The final states of the deployments of `service` that moved it to their version, in
+    /// the order they started: those that succeeded, and those that got as far as a contract
+    /// migration (which runs once the old version is gone) before they failed or were
+    /// abandoned.
+    async fn moved(&self, service: &str) -> Result<Vec<DeploymentState>> {
         Ok(self
             .last_records()
             .await?
             .into_iter()
             .map(|r| r.state)
-            .filter(|d| d.service == service && d.outcome.as_ref().is_some_and(Outcome::is_success))
+            .filter(|d| d.service == service && d.outcome.is_some())
+            .filter(|d| {
+                d.outcome.as_ref().is_some_and(Outcome::is_success) || contract_reached(d).is_some()
+            })
             .collect())
     }
+}
+
+/// The first contract migration of `d`'s checklist that was reached: carried out, handed to an
+/// operator, or tried and failed (a failed or cancelled one may be partly carried out).
+fn contract_reached(d: &DeploymentState) -> Option<&crate::state::UpgradeStep> {
+    d.checklist.iter().find(|s| {
+        s.step.kind == serin_compat::steps::StepKind::ContractMigration
+            && matches!(
+                s.status,
+                StepStatus::Done | StepStatus::Due | StepStatus::Failed
+            )
+    })
 }
 
 /// Refuses a rollback whose restore point is gone, or would be: the rollback takes a fresh

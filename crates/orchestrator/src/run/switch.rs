@@ -385,8 +385,29 @@ impl Runner {
             });
         }
         effects.push(Effect::retire(self.new_track(), self.drain()));
-        self.finish(Outcome::RolledBack { reason }, effects, Vec::new())
-            .await
+        // A rollback to an earlier version restored its backup before moving traffic: the
+        // version that serves again runs over a database restored for the earlier one, which
+        // is no clean rollback, and an operator must choose which database to keep.
+        let outcome = match (&self.state.restore, self.state.restored) {
+            (Some(id), true) => Outcome::Failed {
+                reason: format!(
+                    "{reason}; backup {id} had been restored for {to}, so {from} serves again \
+                     over a database restored for an earlier version: restore {fresh} to put \
+                     back the database {from} ran on, or deploy {to} again",
+                    to = self.state.to.version,
+                    from = self.state.from.as_ref().map_or_else(
+                        || "the previous version".to_owned(),
+                        |f| f.version.to_string()
+                    ),
+                    fresh = self.state.backup.as_deref().map_or_else(
+                        || "the backup taken before it".to_owned(),
+                        |b| format!("backup {b}, taken before it,")
+                    ),
+                ),
+            },
+            _ => Outcome::RolledBack { reason },
+        };
+        self.finish(outcome, effects, Vec::new()).await
     }
 
     /// The anomaly announcing that a rollback asked for `reason` does not start because the
