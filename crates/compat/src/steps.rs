@@ -77,6 +77,10 @@ pub struct Step {
     pub service: String,
     /// What to do.
     pub text: String,
+    /// For a migration step, the release whose migration it applies: a version at or above
+    /// it keeps what the step changed (a rollback to it undoes nothing of the step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Version>,
 }
 
 impl fmt::Display for Step {
@@ -113,6 +117,21 @@ fn step(phase: StepPhase, kind: StepKind, service: &str, text: String) -> Step {
         kind,
         service: service.to_owned(),
         text,
+        release: None,
+    }
+}
+
+/// A step that applies (part of) a migration `release` ships.
+fn migration(
+    phase: StepPhase,
+    kind: StepKind,
+    service: &str,
+    release: &Version,
+    text: String,
+) -> Step {
+    Step {
+        release: Some(release.clone()),
+        ..step(phase, kind, service, text)
     }
 }
 
@@ -196,14 +215,20 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
     // The migrations of a release that a later hop brings (past a required stop, say) are
     // applied once the hop before it is deployed: the stop's own migrations and background
     // work come first, as GitLab's upgrade stops require.
-    let mut later: BTreeMap<(&str, usize), Vec<String>> = BTreeMap::new();
+    let mut later: BTreeMap<(&str, usize), Vec<(&Version, String)>> = BTreeMap::new();
     for (service, version, report) in &inputs.migrations {
         let Some(text) = expand_text(version, report) else {
             continue;
         };
         match later_hop(inputs.order, service, version) {
-            Some(h) => later.entry((service, h)).or_default().push(text),
-            None => steps.push(step(P::Before, K::ExpandMigration, service, text)),
+            Some(h) => later.entry((service, h)).or_default().push((version, text)),
+            None => steps.push(migration(
+                P::Before,
+                K::ExpandMigration,
+                service,
+                version,
+                text,
+            )),
         }
     }
     for (g, group) in inputs.order.iter().enumerate() {
@@ -218,11 +243,12 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
                     later.remove(&(mv.service.as_str(), h)),
                     h.checked_sub(1).and_then(|p| mv.hops.get(p)),
                 ) {
-                    for text in texts {
-                        steps.push(step(
+                    for (release, text) in texts {
+                        steps.push(migration(
                             P::Deploy,
                             K::ExpandMigration,
                             &mv.service,
+                            release,
                             format!("group {}: once {previous} is deployed, {text}", g + 1),
                         ));
                     }
@@ -266,7 +292,13 @@ pub fn plan(inputs: &StepInputs<'_>) -> Vec<Step> {
     }
     for (service, version, report) in &inputs.migrations {
         if let Some(text) = contract_text(version, report) {
-            steps.push(step(P::After, K::ContractMigration, service, text));
+            steps.push(migration(
+                P::After,
+                K::ContractMigration,
+                service,
+                version,
+                text,
+            ));
         }
     }
     for (service, change) in &inputs.breaking {
@@ -562,7 +594,10 @@ mod tests {
     #[test]
     fn a_step_is_read_strictly() {
         let written = r#"{"phase":"before","kind":"backup","service":"a","text":"t"}"#;
-        assert!(serde_json::from_str::<Step>(written).is_ok());
+        assert_eq!(
+            serde_json::from_str::<Step>(written).expect("read").release,
+            None
+        );
         let more = r#"{"phase":"before","kind":"backup","service":"a","text":"t","colour":"x"}"#;
         assert!(serde_json::from_str::<Step>(more).is_err());
     }

@@ -1104,6 +1104,7 @@ pub(crate) mod tests {
             kind: serin_compat::steps::StepKind::ExpandMigration,
             service: "web".into(),
             text: "apply migration 0002".into(),
+            release: None,
         })];
         state.in_flight = Some(InFlight::Step { index: 0 });
         state.check_restored().expect("a pending step in flight");

@@ -1,7 +1,8 @@
 //! Which backup a rollback to an earlier version restores: the deployments it undoes include
 //! those that got as far as a contract migration before they failed, and a contract migration
-//! that failed may be partly carried out. A rollback whose restored version then fails does not
-//! end as a clean rollback: the newer version serves again over the restored database.
+//! that failed may be partly carried out, and only one of a release above the target is
+//! destructive for it. A rollback whose restored version then fails does not end as a clean
+//! rollback: the newer version serves again over the restored database.
 
 use crate::support;
 
@@ -168,4 +169,42 @@ async fn a_restoring_rollback_whose_version_fails_ends_as_failed_naming_the_data
             && reason.contains(&format!("restore backup {fresh}")),
         "{reason}"
     );
+}
+
+/// 1.0.0 -> 1.1.0 (drops a column) -> 1.2.0, back to 1.0.0, forward again to 1.2.0 (which runs
+/// 1.1.0's migrations again): rolling 1.2.0 back to 1.1.0 then crosses only 1.1.0's own
+/// contract migration, which 1.1.0 runs with, and restores nothing, as a direct rollback from
+/// 1.2.0 to 1.1.0 does.
+#[tokio::test(start_paused = true)]
+async fn a_contract_migration_of_the_target_release_is_no_reason_to_restore() {
+    let (world, _traffic) = serving().await;
+    let backup = Arc::new(InMemoryBackup::new());
+    let o = orchestrator(&world, &backup);
+    let config = canary_config("1.2.0");
+    for version in ["1.1.0", "1.2.0"] {
+        let up = run_to_end(&o, &canary_config(version)).await;
+        assert_eq!(up.outcome, Some(Outcome::Succeeded), "{up}");
+    }
+    for version in ["1.0.0", "1.2.0"] {
+        let moved = o
+            .rollback_to(&config, SERVICE, v(version))
+            .await
+            .expect("rollback_to");
+        assert_eq!(moved.outcome, Some(Outcome::Succeeded), "{moved}");
+    }
+    let restored = backup.restored();
+    assert_eq!(restored.len(), 1, "back to 1.0.0 restored: {restored:?}");
+    let report = o
+        .rollback_to(&config, SERVICE, v("1.1.0"))
+        .await
+        .expect("rollback_to");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(backup.restored(), restored, "nothing more was restored");
+    // Back to 1.0.0, below the release of the migration, restores again.
+    let report = o
+        .rollback_to(&config, SERVICE, v("1.0.0"))
+        .await
+        .expect("rollback_to");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(backup.restored().len(), 2);
 }

@@ -22,6 +22,7 @@
 //!     kind,
 //!     service: "web".into(),
 //!     text: "run the expand migrations of web 1.1.0".into(),
+//!     release: None,
 //! };
 //! let runner = InMemoryStepRunner::new().leaving(StepKind::FeatureFlag);
 //! let fixture = StepFixture::new(vec![step(StepKind::ExpandMigration)])
@@ -163,6 +164,7 @@ mod tests {
             kind,
             service: "web".into(),
             text: format!("{kind:?} of web 1.1.0"),
+            release: None,
         }
     }
 

@@ -20,13 +20,13 @@ impl Orchestrator {
     /// version still serves, so they never stop it from working; its contract migrations run
     /// once the old version is gone and are destructive for it. When a deployment being undone
     /// (one that succeeded since `version` last ran, or got as far as its contract migrations
-    /// before it failed) has a contract migration carried out, handed to an operator, or tried
-    /// (it may be partly carried out), the backup taken before the first deployment being
-    /// undone is restored in preparation, after a fresh backup of the current database and
-    /// before any traffic moves. Without that backup, or without a backup provider, or when the
-    /// backup no longer exists or the provider's [`Retention`](crate::backup::Retention) would
-    /// delete it as the fresh backup is taken, the rollback is refused with the reason, and
-    /// nothing changes. Should `version` then fail and the newer version serve again, it
+    /// before it failed) has a contract migration of a release above `version` carried out,
+    /// handed to an operator, or tried (it may be partly carried out), the backup taken before
+    /// the first deployment being undone is restored in preparation, after a fresh backup of
+    /// the current database and before any traffic moves. Without that backup, or without a
+    /// backup provider, or when the backup no longer exists or the provider's
+    /// [`Retention`](crate::backup::Retention) would delete it as the fresh backup is taken,
+    /// the rollback is refused with the reason, and nothing changes. Should `version` then fail and the newer version serve again, it
     /// serves over the restored database: the deployment ends as failed, naming the fresh
     /// backup that holds the database it ran on.
     pub async fn rollback_to(
@@ -88,9 +88,18 @@ impl Orchestrator {
                 .unwrap_or(moved.len()),
         };
         let undone = &moved[start.min(moved.len())..];
-        let destructive = undone
-            .iter()
-            .find_map(|d| contract_reached(d).map(|s| (d, s)));
+        // A contract migration is destructive for the versions below its release (one
+        // journalled without its release, for every version).
+        let destructive = undone.iter().find_map(|d| {
+            contracts_reached(d)
+                .find(|s| {
+                    s.step
+                        .release
+                        .as_ref()
+                        .is_none_or(|release| version < release)
+                })
+                .map(|s| (d, s))
+        });
         let Some((d, step)) = destructive else {
             return Ok(None);
         };
@@ -131,16 +140,17 @@ impl Orchestrator {
             .map(|r| r.state)
             .filter(|d| d.service == service && d.outcome.is_some())
             .filter(|d| {
-                d.outcome.as_ref().is_some_and(Outcome::is_success) || contract_reached(d).is_some()
+                d.outcome.as_ref().is_some_and(Outcome::is_success)
+                    || contracts_reached(d).next().is_some()
             })
             .collect())
     }
 }
 
-/// The first contract migration of `d`'s checklist that was reached: carried out, handed to an
+/// The contract migrations of `d`'s checklist that were reached: carried out, handed to an
 /// operator, or tried and failed (a failed or cancelled one may be partly carried out).
-fn contract_reached(d: &DeploymentState) -> Option<&crate::state::UpgradeStep> {
-    d.checklist.iter().find(|s| {
+fn contracts_reached(d: &DeploymentState) -> impl Iterator<Item = &crate::state::UpgradeStep> {
+    d.checklist.iter().filter(|s| {
         s.step.kind == serin_compat::steps::StepKind::ContractMigration
             && matches!(
                 s.status,
