@@ -147,9 +147,10 @@ impl FileJournal {
 
     /// Compacts the journal by itself (see [`compact`](Self::compact)): whenever a deployment
     /// finishes while the file is larger than `above_bytes`, the finished deployments before
-    /// the last `keep_finished` are reduced to their last record. The append that finished the
-    /// deployment is durable first; a compaction that fails is logged and leaves the journal as
-    /// it was.
+    /// the last `keep_finished` are reduced to their last record. The deployment that just
+    /// finished is kept whole, whatever `keep_finished`: its report is read from its records
+    /// right after. The append that finished the deployment is durable first; a compaction
+    /// that fails is logged and leaves the journal as it was.
     pub fn with_compaction(mut self, above_bytes: u64, keep_finished: usize) -> Self {
         self.auto_compact = Some((above_bytes, keep_finished));
         self
@@ -175,7 +176,7 @@ impl FileJournal {
     /// before anything changes, as it stops the reads of its deployment. The
     /// temporary files of compactions a crash cut short are removed.
     pub async fn compact(&self, keep_finished: usize) -> Result<Compacted> {
-        self.blocking(move |files| files.compact(keep_finished))
+        self.blocking(move |files| files.compact(keep_finished, None))
             .await
     }
 
@@ -228,7 +229,8 @@ impl Files {
         PathBuf::from(path)
     }
 
-    fn compact(&self, keep_finished: usize) -> Result<Compacted> {
+    /// See [`FileJournal::compact`]; `spare` names a deployment never trimmed.
+    fn compact(&self, keep_finished: usize, spare: Option<&str>) -> Result<Compacted> {
         let _guard = lock(&self.write);
         let _lock = self.lock_file(true)?;
         let bytes_before = match std::fs::metadata(&self.path) {
@@ -255,6 +257,7 @@ impl Files {
         let trim: HashMap<&str, usize> = finished
             .iter()
             .take(finished.len().saturating_sub(keep_finished))
+            .filter(|(deployment, _)| Some(*deployment) != spare)
             .copied()
             .collect();
         // A journal reached through a symbolic link is replaced where it lives: renamed over
@@ -695,7 +698,11 @@ impl Journal for FileJournal {
         if let Some((above_bytes, keep)) = self.auto_compact
             && record.state.is_done()
             && size > above_bytes
-            && let Err(e) = self.compact(keep).await
+            && let Err(e) = {
+                let finished = record.deployment.clone();
+                self.blocking(move |files| files.compact(keep, Some(&finished)))
+                    .await
+            }
         {
             tracing::warn!(journal = %self.files.name, "the journal could not be compacted: {e}");
         }
@@ -1188,6 +1195,15 @@ mod tests {
         assert_eq!(counts().await, [2, 2, 1], "past it, but nothing finished");
         j.append(&record("web-3", 1, true)).await.expect("append");
         assert_eq!(counts().await, [1, 1, 2]);
+        // With none to keep, the deployment that just finished still is: its report is read
+        // from its records next, though it began before one that finished earlier.
+        let j = j.with_compaction(0, 0);
+        j.append(&record("web-4", 0, false)).await.expect("append");
+        j.append(&record("web-5", 0, false)).await.expect("append");
+        j.append(&record("web-5", 1, true)).await.expect("append");
+        j.append(&record("web-4", 1, true)).await.expect("append");
+        assert_eq!(j.records("web-4").await.expect("records").len(), 2);
+        assert_eq!(j.records("web-5").await.expect("records").len(), 1);
     }
 
     #[cfg(unix)]
