@@ -360,13 +360,12 @@ impl<'a> Split<'a> {
     }
 
     /// The statements that would be safe beside the old version but wait, as they follow the
-    /// first contract statement.
+    /// first contract statement (the settings before it change nothing).
     fn waiting(&self) -> Vec<&'a StatementReport> {
         self.contract
             .iter()
             .copied()
             .filter(|s| s.phase == Some(Phase::Expand) && changes(s))
-            .filter(|s| self.first_contract.is_some_and(|f| s.number > f.number))
             .collect()
     }
 }
