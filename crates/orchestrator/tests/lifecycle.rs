@@ -24,6 +24,7 @@ fn orchestrator(
     backup: Option<Arc<InMemoryBackup>>,
     runner: Option<Arc<InMemoryStepRunner>>,
 ) -> Orchestrator {
+    let runner = runner.map(|r| r as Arc<dyn serin_orchestrator::StepRunner>);
     world.checklist_orchestrator(world.journal.clone(), backup, runner)
 }
 

@@ -71,13 +71,11 @@ fn hanging(
         hang,
         called: Mutex::new(Vec::new()),
     });
-    let (validator, fleet) = support::checklist_validator();
-    let o = world
-        .builder(world.journal.clone())
-        .validator(validator, fleet)
-        .backup(backup.clone())
-        .step_runner(runner.clone())
-        .build();
+    let o = world.checklist_orchestrator(
+        world.journal.clone(),
+        Some(backup.clone()),
+        Some(runner.clone()),
+    );
     (o, runner)
 }
 

@@ -155,7 +155,7 @@ impl World {
         &self,
         journal: Arc<dyn Journal>,
         backup: Option<Arc<InMemoryBackup>>,
-        runner: Option<Arc<InMemoryStepRunner>>,
+        runner: Option<Arc<dyn serin_orchestrator::StepRunner>>,
     ) -> Orchestrator {
         let (validator, fleet) = checklist_validator();
         let mut b = self.builder(journal).validator(validator, fleet);
