@@ -954,9 +954,15 @@ pub fn summarize(outcomes: &[Outcome]) -> Summary {
     let n = times.len() as f64;
     let half_width = 1.96 * n.sqrt() / 2.0;
     let median_s = order_stat(&times, 0.5);
+    // The order statistics of ranks ⌊n/2 − 0.98√n⌋ and ⌈n/2 + 0.98√n⌉ + 1 (from 1): the
+    // normal approximation to the binomial ranks that cover the median with 95%.
+    let ranked = |rank: f64| {
+        let i = (rank as usize).clamp(1, times.len()) - 1;
+        times.get(i).copied()
+    };
     let median_ci = median_s.and_then(|_| {
-        let lo = order_stat(&times, ((n / 2.0 - half_width) / n).max(0.0))?;
-        let hi = order_stat(&times, ((n / 2.0 + half_width) / n).min(1.0)).unwrap_or(f64::INFINITY);
+        let lo = ranked((n / 2.0 - half_width).floor()).filter(|t| t.is_finite())?;
+        let hi = ranked((n / 2.0 + half_width).ceil() + 1.0).unwrap_or(f64::INFINITY);
         Some((lo, hi))
     });
     let finite: Vec<f64> = times.iter().copied().filter(|t| t.is_finite()).collect();
@@ -1051,6 +1057,26 @@ mod tests {
         }
     }
 
+    /// The median's interval takes the ranks that cover it with 95% (the normal approximation
+    /// to the binomial): for 100 runs detecting at 1..=100 s, the 40th and the 61st.
+    #[test]
+    fn the_median_interval_takes_the_covering_ranks() {
+        let outcome = |t: u32| Outcome {
+            detected_at: Some(t),
+            canary_requests: 0,
+            applicable: true,
+            noted: false,
+        };
+        let s = summarize(&(1..=100).map(outcome).collect::<Vec<_>>());
+        assert_eq!(s.median_ci, Some((40.0, 61.0)));
+        // A bound past the last run detecting is never.
+        let mut col: Vec<Outcome> = (1..=55).map(outcome).collect();
+        col.extend((0..45).map(|_| Outcome {
+            detected_at: None,
+            ..outcome(1)
+        }));
+        assert_eq!(summarize(&col).median_ci, Some((40.0, f64::INFINITY)));
+    }
     #[test]
     fn runs_are_reproducible_and_thread_count_free() {
         let s = row(500.0, 0.05, Effect::ErrorRatio(5.0), 0);
