@@ -26,9 +26,9 @@ impl Orchestrator {
     /// the current database and before any traffic moves. Without that backup, or without a
     /// backup provider, or when the backup no longer exists or the provider's
     /// [`Retention`](crate::backup::Retention) would delete it as the fresh backup is taken,
-    /// the rollback is refused with the reason, and nothing changes. Should `version` then fail and the newer version serve again, it
-    /// serves over the restored database: the deployment ends as failed, naming the fresh
-    /// backup that holds the database it ran on.
+    /// the rollback is refused with the reason, and nothing changes. Should `version` then fail
+    /// and the newer version serve again, it serves over the restored database: the deployment
+    /// ends as failed, naming the fresh backup that holds the database it ran on.
     pub async fn rollback_to(
         &self,
         config: &DeploymentConfig,
