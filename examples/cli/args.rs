@@ -174,8 +174,9 @@ pub enum Command {
     /// Requests, errors and latency of what runs, measured under the built-in load. Refused
     /// (exit 4, naming the holder) while a deploy or rollback holds the state directory.
     Metrics(MetricsArgs),
-    /// Brings what runs up and probes its readiness and liveness. Refused (exit 4, naming the
-    /// holder) while a deploy or rollback holds the state directory.
+    /// Brings what runs up and probes its readiness and liveness. Refused with nothing
+    /// deployed (exit 2), and (exit 4, naming the holder) while a deploy or rollback holds the
+    /// state directory.
     HealthCheck,
     /// The dry run: what would be deployed where, step by step; nothing changes.
     Plan(StrategyDeployArgs),

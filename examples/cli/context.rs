@@ -33,10 +33,6 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn states(&self) -> Result<StateDir, CliError> {
-        StateDir::open(&self.global.state_dir)
-    }
-
     /// The config (file, or the backend's built-in default) with the environment applied.
     pub fn config(&self) -> Result<(DeploymentConfig, bool), CliError> {
         let loaded = load_config(
@@ -257,7 +253,7 @@ mod tests {
     async fn a_watching_verb_abandons_nothing_while_a_deploy_holds_the_state_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ctx = sim_ctx(dir.path());
-        let states = ctx.states().expect("state dir");
+        let states = StateDir::open(&ctx.global.state_dir).expect("state dir");
         let (mut config, _) = ctx.config().expect("config");
         config.version = semver::Version::new(1, 0, 0);
         let state = RunState::new("demo", BackendKind::Sim);

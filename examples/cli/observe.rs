@@ -127,25 +127,19 @@ fn health_text(tracks: &[TrackHealth]) -> String {
 pub async fn health_check(ctx: &Ctx) -> Result<Exit, CliError> {
     let (config, _) = ctx.config()?;
     let service = service_of(&config).to_owned();
-    let states = ctx.states()?;
+    let states = StateDir::existing(&ctx.global.state_dir);
     states.refuse_while_held("health-check")?;
-    let state = ctx.state(&states, &service)?;
+    // Nothing deployed is nothing healthy: a readiness gate must not pass on it.
+    let state = deployed(ctx, &states, &service)?;
     let stack = ctx.stack(&states, &state, &config, "health-check").await?;
     let result = stack.probe().await;
     stack.shutdown().await;
     let tracks = result?;
     let healthy = tracks.iter().all(TrackHealth::healthy);
-    let text = if state.current.is_none() {
-        format!(
-            "nothing deployed yet; the {:?} backend starts\n",
-            ctx.global.backend
-        )
-        .to_lowercase()
-    } else {
-        health_text(&tracks)
-    };
-    ctx.ui
-        .result(&text, &json!({ "healthy": healthy, "tracks": tracks }))?;
+    ctx.ui.result(
+        &health_text(&tracks),
+        &json!({ "healthy": healthy, "tracks": tracks }),
+    )?;
     Ok(if healthy { Exit::Success } else { Exit::Failed })
 }
 

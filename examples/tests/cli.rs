@@ -2226,8 +2226,8 @@ fn a_signal_after_the_deployment_ended_quits_with_its_outcome_not_as_half_switch
 }
 
 /// `monitor`, `metrics` and `health-check` are refused while a deployment holds the state
-/// directory, naming the holder, and start nothing; `metrics` and `monitor` with nothing
-/// deployed create no state directory.
+/// directory, naming the holder, and start nothing; with nothing deployed they are refused
+/// (a health check of nothing does not pass) and create no state directory.
 #[test]
 fn watching_verbs_are_refused_while_a_deployment_holds_the_state_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -2235,6 +2235,7 @@ fn watching_verbs_are_refused_while_a_deployment_holds_the_state_directory() {
     for args in [
         vec!["metrics", "--duration", "1s"],
         vec!["monitor", "--duration", "1s"],
+        vec!["health-check"],
     ] {
         sim(d)
             .args(&args)
