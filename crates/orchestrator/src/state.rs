@@ -664,7 +664,9 @@ impl DeploymentState {
             }
             stage if stage != Stage::Done && self.outcome.is_some() => Err(Error::invalid(
                 "state.outcome",
-                "…",
+                self.outcome
+                    .as_ref()
+                    .map_or(String::new(), ToString::to_string),
                 format!("only a finished deployment has an outcome, not one in the {stage} stage"),
             )),
             _ => Ok(()),
@@ -749,10 +751,10 @@ impl DeploymentState {
             }
             _ => {}
         }
-        if self.backup_unconfirmed.is_some() && self.backup.is_some() {
+        if let (Some(unconfirmed), Some(_)) = (&self.backup_unconfirmed, &self.backup) {
             return refuse(
                 "state.backupUnconfirmed",
-                "…".into(),
+                unconfirmed.clone(),
                 "the backup is named by state.backup, so it is not unconfirmed".into(),
             );
         }

@@ -150,7 +150,7 @@ async fn a_record_from_a_clock_ahead_is_observed_from_now() {
 #[tokio::test(start_paused = true)]
 async fn a_record_whose_fields_disagree_is_refused_naming_the_field() {
     type Edit = fn(&mut Record);
-    let cases: [(&str, Edit, &str); 9] = [
+    let cases: [(&str, Edit, &str); 10] = [
         (
             "another deployment's id",
             |r| r.state.id = "web-9.9.9-1".into(),
@@ -190,13 +190,21 @@ async fn a_record_whose_fields_disagree_is_refused_naming_the_field() {
         (
             "an outcome before the end",
             |r| r.state.outcome = Some(Outcome::Succeeded),
-            "state.outcome",
+            "state.outcome `succeeded`",
+        ),
+        (
+            "a backup both taken and unconfirmed",
+            |r| {
+                r.state.backup = Some("b-1".into());
+                r.state.backup_unconfirmed = Some("the copy was not verified".into());
+            },
+            "state.backupUnconfirmed `the copy was not verified`",
         ),
     ];
     for (what, edit, field) in cases {
         let (_world, result) = resume_canary_edited(0.005, 0.005, |r, _| edit(r)).await;
         let e = result.expect_err(&format!("{what}: resumed"));
-        assert!(e.contains(&format!("{field} ")), "{what}: {e}");
+        assert!(e.contains(field), "{what}: {e}");
     }
 }
 
