@@ -10,7 +10,8 @@ use clap::{Args, CommandFactory as _, Parser, Subcommand, ValueEnum};
 const EXIT_CODES: &str = "\
 Exit status:
   0  success (the deployment succeeded, the rollback restored the version, the check passed)
-  1  the deployment was rolled back or failed, or a health check failed
+  1  the deployment was rolled back or failed, a health check failed, or what `monitor`
+     watched was unhealthy or over its thresholds
   2  usage or configuration error (bad flag, bad config file, nothing to roll back)
   3  blocked by validation (the compatibility catalog refused the upgrade)
   4  backend error (a process, the proxy, the simulator, the journal or the state directory,
@@ -165,9 +166,12 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// What runs, the versions before it, and where the last deployment stands.
     Status,
-    /// Watches the health and metrics of what runs, under the built-in load. Refused (exit 4,
-    /// naming the holder) while a deploy or rollback holds the state directory: it would run a
-    /// second copy of what that command is changing.
+    /// Watches the health and metrics of what runs, under the built-in load. Exits 1 if a probe
+    /// failed, or if the error rate or p99 stayed over `monitoring.errorRateThreshold` or
+    /// `.latencyThreshold` (`ERROR_RATE_THRESHOLD`, `LATENCY_THRESHOLD`) for
+    /// `consecutiveFailures` samples in a row. Refused (exit 4, naming the holder) while a
+    /// deploy or rollback holds the state directory: it would run a second copy of what that
+    /// command is changing.
     Monitor(MonitorArgs),
     /// The event journal: every event of every deployment.
     Logs(LogsArgs),

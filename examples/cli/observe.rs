@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::json;
+use serin_orchestrator::MonitoringConfig;
 use serin_signals::{Timestamp, Window};
 
 use crate::cli::args::{MetricsArgs, MonitorArgs, parse_duration};
@@ -143,6 +144,34 @@ pub async fn health_check(ctx: &Ctx) -> Result<Exit, CliError> {
     Ok(if healthy { Exit::Success } else { Exit::Failed })
 }
 
+/// What of `tracks` breaches the monitoring thresholds (`errorRateThreshold`,
+/// `latencyThreshold`), as the deployment's own watch would read them; a track without
+/// requests breaches nothing.
+fn over_thresholds(tracks: &[TrackMetrics], limits: &MonitoringConfig) -> Vec<String> {
+    let mut over = Vec::new();
+    for t in tracks {
+        if let (Some(rate), Some(limit)) = (t.error_rate, limits.error_rate_threshold)
+            && rate > limit
+        {
+            over.push(format!(
+                "{} error rate {:.2}% over errorRateThreshold {}%",
+                t.version,
+                rate * 100.0,
+                limit * 100.0
+            ));
+        }
+        if let (Some(p99), Some(limit)) = (t.p99_ms, limits.latency_threshold)
+            && p99 > limit
+        {
+            over.push(format!(
+                "{} p99 {p99:.1}ms over latencyThreshold {limit}ms",
+                t.version
+            ));
+        }
+    }
+    over
+}
+
 /// How long `monitor` watches when neither `--duration` nor `MONITORING_DURATION` says.
 const MONITOR_DURATION: Duration = Duration::from_secs(300);
 /// How often `monitor` samples when neither `--interval` nor `CHECK_INTERVAL` says.
@@ -188,6 +217,10 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
         );
         let mut samples = Vec::new();
         let mut healthy = true;
+        // A breach counts once it lasts `consecutiveFailures` samples, as the deployment's
+        // watch counts it; a sample without requests neither extends nor ends it.
+        let (mut run, mut breach) = (0_u32, None::<Vec<String>>);
+        let hold = config.monitoring.consecutive_failures.max(1);
         let span = Duration::from_secs(interval.as_secs().max(1));
         for _ in 0..steps {
             tokio::time::sleep(interval).await;
@@ -197,6 +230,15 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
             let health = stack.probe().await?;
             let ok = health.iter().all(TrackHealth::healthy);
             healthy &= ok;
+            let over = over_thresholds(&tracks, &config.monitoring);
+            if !over.is_empty() {
+                run += 1;
+                if run >= hold && breach.is_none() {
+                    breach = Some(over.clone());
+                }
+            } else if tracks.iter().any(|t| t.requests > 0) {
+                run = 0;
+            }
             let summary: Vec<String> = tracks
                 .iter()
                 .map(|t| {
@@ -212,24 +254,33 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
                 })
                 .collect();
             let line = format!(
-                "{} {} | {}",
+                "{} {} | {}{}",
                 window.end(),
                 summary.join(" | "),
-                if ok { "healthy" } else { "UNHEALTHY" }
+                if ok { "healthy" } else { "UNHEALTHY" },
+                if over.is_empty() {
+                    String::new()
+                } else {
+                    format!(" | {}", over.join(", "))
+                }
             );
             bar.set_message(line.clone());
             ctx.ui.note(&bar, &line);
             bar.inc(1);
-            samples.push(
-                json!({ "window": window, "tracks": tracks, "health": health, "healthy": ok }),
-            );
+            samples.push(json!({
+                "window": window,
+                "tracks": tracks,
+                "health": health,
+                "healthy": ok,
+                "overThresholds": over,
+            }));
         }
         bar.finish_and_clear();
-        Ok::<_, CliError>((samples, healthy))
+        Ok::<_, CliError>((samples, healthy, breach))
     }
     .await;
     let tally = stack.shutdown().await;
-    let (samples, healthy) = result?;
+    let (samples, healthy, breach) = result?;
     let mut text = format!(
         "monitored {} for {}: {}\n",
         service,
@@ -240,14 +291,31 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
             "UNHEALTHY at times"
         }
     );
+    if let Some(over) = &breach {
+        let _ = writeln!(
+            text,
+            "over its thresholds for {hold} samples in a row (monitoring.consecutiveFailures): {}",
+            over.join(", "),
+            hold = config.monitoring.consecutive_failures.max(1)
+        );
+    }
     if let Some(t) = &tally {
         let _ = writeln!(text, "load: {t}");
     }
     ctx.ui.result(
         &text,
-        &json!({ "healthy": healthy, "samples": samples, "load": tally }),
+        &json!({
+            "healthy": healthy,
+            "withinThresholds": breach.is_none(),
+            "samples": samples,
+            "load": tally,
+        }),
     )?;
-    Ok(if healthy { Exit::Success } else { Exit::Failed })
+    Ok(if healthy && breach.is_none() {
+        Exit::Success
+    } else {
+        Exit::Failed
+    })
 }
 
 #[cfg(test)]
@@ -281,6 +349,40 @@ mod tests {
         let env = EnvLookup::load(Some(&file)).expect("env file");
         let e = monitor_span(&none, &env).expect_err("not a duration");
         assert!(e.message.contains("CHECK_INTERVAL `often`"), "{e}");
+    }
+
+    #[test]
+    fn a_sample_is_over_the_thresholds_it_exceeds_and_nothing_without_requests() {
+        let track = |error_rate, p99_ms| TrackMetrics {
+            track: "blue".into(),
+            version: "1.0.0".into(),
+            weight: 100.0,
+            requests: 100,
+            errors: 0,
+            error_rate,
+            throughput: 100.0,
+            p50_ms: p99_ms,
+            p99_ms,
+        };
+        let limits = MonitoringConfig {
+            latency_threshold: Some(500.0),
+            ..MonitoringConfig::default()
+        };
+        assert!(over_thresholds(&[track(Some(0.1), Some(500.0))], &limits).is_empty());
+        let over = over_thresholds(&[track(Some(0.25), Some(750.0))], &limits);
+        assert_eq!(
+            over,
+            [
+                "1.0.0 error rate 25.00% over errorRateThreshold 10%",
+                "1.0.0 p99 750.0ms over latencyThreshold 500ms"
+            ]
+        );
+        assert!(over_thresholds(&[track(None, None)], &limits).is_empty());
+        let off = MonitoringConfig {
+            error_rate_threshold: None,
+            ..MonitoringConfig::default()
+        };
+        assert!(over_thresholds(&[track(Some(0.9), Some(1e6))], &off).is_empty());
     }
 
     #[test]

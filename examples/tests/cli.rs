@@ -561,6 +561,46 @@ fn monitor_watches_as_long_and_as_often_as_the_brief_s_variables_say() {
         .stderr(predicate::str::contains("CHECK_INTERVAL `0`"));
 }
 
+/// `monitor` judges what it measures by the deployment's own thresholds: an error rate over
+/// `ERROR_RATE_THRESHOLD` for `CONSECUTIVE_FAILURES` samples in a row exits 1 and says so,
+/// though every probe passes; under a threshold it raises, the same version passes.
+#[test]
+fn monitor_fails_a_version_whose_error_rate_stays_over_its_threshold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    sim(d)
+        .env("ERROR_RATE_THRESHOLD", "0.9")
+        .args(["deploy", "--version", "1.0.0", "--error-rate", "0.3"])
+        .assert()
+        .success();
+    let watch = ["monitor", "--duration", "30s", "--interval", "10s"];
+    let m = json(&json_stdout(&mut sim(d), &watch, 1));
+    assert_eq!(m["healthy"], true, "every probe passed: {m}");
+    assert_eq!(m["withinThresholds"], false, "{m}");
+    let over = &m["samples"][0]["overThresholds"][0];
+    assert!(
+        over.as_str()
+            .is_some_and(|o| o.contains("over errorRateThreshold 10%")),
+        "{m}"
+    );
+    sim(d)
+        .args(watch)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "over its thresholds for 3 samples in a row",
+        ));
+    // With four samples in a row needed, three breaching samples are no breach.
+    let m = json(&json_stdout(
+        sim(d).env("CONSECUTIVE_FAILURES", "4"),
+        &watch,
+        0,
+    ));
+    assert_eq!(m["withinThresholds"], true, "{m}");
+    let m = succeeds_with_json(sim(d).env("ERROR_RATE_THRESHOLD", "0.9"), &watch);
+    assert_eq!(m["withinThresholds"], true, "{m}");
+}
+
 /// Every sample of `monitor` measures a window in which the load ran: the first one does not
 /// reach back to before the load started, which would show a fraction of its rate.
 #[test]
