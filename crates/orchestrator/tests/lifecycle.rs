@@ -182,6 +182,67 @@ async fn a_failed_pre_upgrade_step_fails_the_deployment_before_anything_changes(
     );
 }
 
+/// Carries out every step but the contract migration, which fails.
+#[derive(Default)]
+struct ContractFails {
+    ran: std::sync::Mutex<Vec<StepKind>>,
+}
+
+#[async_trait::async_trait]
+impl serin_orchestrator::StepRunner for ContractFails {
+    fn name(&self) -> &str {
+        "contract-fails"
+    }
+
+    async fn run(
+        &self,
+        _deployment: &str,
+        step: &serin_compat::Step,
+    ) -> serin_orchestrator::Result<Option<String>> {
+        self.ran.lock().expect("ran").push(step.kind);
+        if step.kind == StepKind::ContractMigration {
+            return Err(serin_orchestrator::Error::backend(
+                "step runner",
+                "contract-fails",
+                "DROP COLUMN timed out",
+            ));
+        }
+        Ok(Some("done".into()))
+    }
+}
+
+/// A post-upgrade step that fails may be partly carried out, as a cancelled one may: the
+/// steps after it (removing the old code path once the column is dropped) are not started but
+/// left to an operator, naming the failed step.
+#[tokio::test(start_paused = true)]
+async fn a_failed_post_upgrade_step_leaves_the_steps_after_it_to_an_operator() {
+    let (world, _traffic) = serving_1_0_0().await;
+    let runner = Arc::new(ContractFails::default());
+    let o = world.checklist_orchestrator(world.journal.clone(), None, Some(runner.clone()));
+    let report = run_to_end(&o, &canary_config("1.1.0")).await;
+    assert_succeeded(&report);
+    let after: Vec<_> = report
+        .checklist
+        .iter()
+        .filter(|s| s.step.phase == StepPhase::After)
+        .collect();
+    let failed = after
+        .iter()
+        .position(|s| s.status == StepStatus::Failed)
+        .expect("the contract migration failed");
+    assert!(failed + 1 < after.len(), "a step follows it: {report}");
+    for s in &after[failed + 1..] {
+        assert_eq!(s.status, StepStatus::Due, "{s}");
+        let evidence = s.evidence.as_deref().unwrap_or_default();
+        assert!(
+            evidence.contains("not started") && evidence.contains("DROP COLUMN timed out"),
+            "{s}"
+        );
+    }
+    let ran = runner.ran.lock().expect("ran").clone();
+    assert_eq!(ran.last(), Some(&StepKind::ContractMigration), "{ran:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn events_name_the_new_version_when_a_canary_runs_on_the_stable_track() {
     let (world, _traffic) = serving_1_0_0().await;

@@ -566,8 +566,10 @@ impl Runner {
     /// cancels it at its next await point; what it did until then is not undone, so the step
     /// is marked failed with evidence saying why it was cancelled and that it may be partly
     /// carried out. Before the deployment that fails it, with nothing deployed. After it (the
-    /// old version is retired, so nothing rolls back), the steps that follow are not started
-    /// but recorded as due, with the reason, for an operator; so are the steps whose turn comes
+    /// old version is retired, so nothing rolls back), the steps that follow a cancelled or
+    /// failed one (which may be partly carried out too, and a later step may depend on it, as
+    /// Helm stops its hooks at the first that fails) are not started but recorded as due, with
+    /// the reason, for an operator; so are the steps whose turn comes
     /// past the deadline (as when `monitoring.onDeadline: complete` finishes the deployment at
     /// its deadline): an unbounded migration past the deadline is what the deadline forbids.
     pub(super) async fn run_steps(
@@ -644,6 +646,10 @@ impl Runner {
                             "pre-upgrade step failed ({}): {e}; nothing was deployed",
                             item.step
                         )));
+                    } else {
+                        // A failed step may be partly carried out, as a cancelled one may: the
+                        // steps after it (dropping what it migrated, say) wait for an operator.
+                        stopped = Some(format!("the step before it ({}) failed: {e}", item.step));
                     }
                 }
                 Ran::NotStarted(why) if pre => {
