@@ -37,3 +37,36 @@ async fn a_breach_in_the_last_stretch_of_the_watch_rolls_back() {
     );
     world.assert_live(Track::Stable, "1.0.0").await;
 }
+
+/// `monitoring.latencyThreshold` is set, but nothing records the new version's latency: its
+/// trigger judges nothing the whole watch, yet stays `Ok` (its `staleAfter` is as long as the
+/// watch). The old version is not retired on that silence: the watch goes on, saying why,
+/// until latencies come; then it ends.
+#[tokio::test(start_paused = true)]
+async fn a_trigger_that_never_had_data_keeps_the_watch_from_ending() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
+    config.monitoring.latency_threshold = Some(500.0);
+    config.max_deployment_duration = Duration::from_secs(1800);
+    config.validate().expect("valid");
+    let h = world.start(&config).await;
+    until_stage(&h, Stage::Monitoring).await;
+    let watch = config.monitoring.monitoring_duration;
+    tokio::time::sleep(watch + Duration::from_secs(60)).await;
+    assert_eq!(h.status().stage, Stage::Monitoring, "the watch ended");
+    world.set_latency("1.1.0", 20.0);
+    let report = h.wait().await.expect("report");
+    support::assert_succeeded(&report);
+    let told: Vec<&String> = report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Anomaly { summary, .. } if summary.contains("`latency-threshold`") => {
+                Some(summary)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "said once: {report}");
+    assert!(told[0].contains("judged nothing"), "{}", told[0]);
+}

@@ -352,6 +352,16 @@ impl Engine {
             .map(|s| s.lifecycle.state())
     }
 
+    /// The data time of the newest usable input the trigger `id` took (a window with
+    /// requests, a probe result), if it took any: a trigger that is `Ok` without ever having
+    /// taken one has judged nothing, which a caller about to act on its silence must know.
+    pub fn last_data(&self, id: &str) -> Option<Timestamp> {
+        self.slots
+            .iter()
+            .find(|s| s.trigger.id() == id)
+            .and_then(|s| s.lifecycle.last_data())
+    }
+
     /// Every trigger's id and state, in config order.
     pub fn states(&self) -> impl Iterator<Item = (&str, TriggerState)> {
         self.slots

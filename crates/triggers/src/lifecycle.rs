@@ -192,6 +192,11 @@ impl Lifecycle {
         self.state
     }
 
+    /// The data time of the newest usable input taken, if any.
+    pub fn last_data(&self) -> Option<Timestamp> {
+        self.last_data
+    }
+
     /// The latest input or tick: no time the trigger holds may lie past it.
     pub fn clock(&self) -> Timestamp {
         self.clock

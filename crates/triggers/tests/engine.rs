@@ -889,3 +889,20 @@ fn cusum_evidence_from_before_a_gap_does_not_fire_on_healthy_data() {
     assert_eq!(actions(&mut e), vec![]);
     assert_eq!(e.data_action(), None);
 }
+
+/// A trigger tells when it last took usable data: never, for one that saw only windows
+/// without requests or none at all, though it stays `Ok` all along.
+#[test]
+fn last_data_is_the_newest_usable_input_taken() {
+    let mut e = engine(BANDS);
+    assert_eq!(e.last_data("errors"), None);
+    e.observe(&errors(Track::Canary, 10, 0, 0)).unwrap();
+    e.tick(ts(10));
+    assert_eq!(e.state("errors"), Some(TriggerState::Ok));
+    assert_eq!(e.last_data("errors"), None, "a window without requests");
+    e.observe(&errors(Track::Canary, 20, 100, 1)).unwrap();
+    e.observe(&errors(Track::Canary, 30, 0, 0)).unwrap();
+    assert_eq!(e.last_data("errors"), Some(ts(20)));
+    assert_eq!(e.last_data("cpu"), None);
+    assert_eq!(e.last_data("no-such-trigger"), None);
+}

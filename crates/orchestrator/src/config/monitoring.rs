@@ -18,7 +18,10 @@ pub struct MonitoringConfig {
     /// analysis they are read once per `canaryConfig.metricsWindow`). Default `5s`.
     #[serde(with = "serin_signals::duration")]
     pub check_interval: Duration,
-    /// How long the new version is watched after promotion. Default `5m`.
+    /// How long the new version is watched after promotion. Default `5m`. The watch ends only
+    /// on evidence: it goes on while a trigger holds, and while a rollback trigger has judged
+    /// nothing of the new version since the promotion (a `latencyThreshold` over a source that
+    /// records no latency, say), until the data comes or `maxDeploymentDuration` runs out.
     #[serde(with = "serin_signals::duration")]
     pub monitoring_duration: Duration,
     /// How long after its end each metrics window is read. The windows stay the same

@@ -551,7 +551,7 @@ fn stale_after(t: &TriggerConfig) -> Duration {
 }
 
 /// The track a trigger watches.
-fn watched(t: &TriggerConfig) -> &Track {
+pub(super) fn watched(t: &TriggerConfig) -> &Track {
     match t {
         TriggerConfig::MetricThreshold(c) => &c.track,
         TriggerConfig::HealthCheck(c) => &c.track,
@@ -562,7 +562,7 @@ fn watched(t: &TriggerConfig) -> &Track {
 }
 
 /// A trigger's `onMissingData`.
-fn missing_data(t: &TriggerConfig) -> MissingData {
+pub(super) fn missing_data(t: &TriggerConfig) -> MissingData {
     match t {
         TriggerConfig::MetricThreshold(c) => c.on_missing_data,
         TriggerConfig::HealthCheck(c) => c.on_missing_data,
