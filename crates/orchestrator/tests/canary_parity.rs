@@ -266,8 +266,9 @@ fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
              initialDelay: 4m}]",
             "canaryConfig.parityJudges.argo[0].initialDelay",
             "the metric's first measurement comes after its initialDelay: 4m, longer than the \
-             canary's timed pauses together (3m, canaryConfig.incrementInterval), so the canary \
-             would be promoted first",
+             canary's timed pauses together (3m, canaryConfig.incrementInterval, once for each \
+             weight from canaryConfig.initialPercentage by canaryConfig.incrementPercentage to \
+             canaryConfig.targetPercentage), so the canary would be promoted first",
         ),
         (
             "argo: [{metric: error_rate, quantity: errorRate, failureLimit: -1}]",
@@ -280,8 +281,10 @@ fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
              quantity: errorRate}}, run: {lifetimePoints: 19}}",
             "canaryConfig.parityJudges.kayenta.run.lifetimePoints",
             "comes after 19 points, one per canaryConfig.metricsWindow of 10s: 3m 10s, longer \
-             than the canary's timed pauses together (3m, canaryConfig.incrementInterval), so \
-             the canary would be promoted first",
+             than the canary's timed pauses together (3m, canaryConfig.incrementInterval, once \
+             for each weight from canaryConfig.initialPercentage by \
+             canaryConfig.incrementPercentage to canaryConfig.targetPercentage), so the canary \
+             would be promoted first",
         ),
         (
             "kayenta: {canaryConfig: {name: c, metrics: [{name: e, \

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serin_orchestrator::DeploymentConfig;
+use serin_orchestrator::{DeploymentConfig, StrategyKind};
 use serin_signals::{Gauge, Measurement, Metric, Observation, Timestamp, Track, Window};
 use serin_triggers::{Action, Engine, Resource, TriggerConfig};
 
@@ -260,4 +260,39 @@ fn a_namespace_is_a_dns_label_and_an_environment_a_printable_name() {
     }
     let c = load("namespace: payments-eu\nenvironment: Production (EU)").expect("valid names");
     assert_eq!(c.environment.as_deref(), Some("Production (EU)"));
+}
+
+/// `INCREMENT=1` makes 95 pauses of the default 5m `incrementInterval`, which cannot fit in
+/// `canaryConfig.maxDuration` (1h): the error names the variable that did it, and each
+/// variable that set a field the pauses come from, not only the first.
+#[test]
+fn an_increment_that_makes_the_canary_too_long_is_named() {
+    let base = DeploymentConfig::new(
+        StrategyKind::Canary,
+        semver::Version::new(1, 0, 0),
+        &["web"],
+    )
+    .expect("valid");
+    let err = base
+        .clone()
+        .with_overrides(|name| (name == "INCREMENT").then(|| "1".to_owned()))
+        .expect_err("95 pauses of 5m do not fit in 1h")
+        .to_string();
+    assert!(
+        err.contains("canaryConfig.incrementPercentage is set by INCREMENT"),
+        "{err}"
+    );
+    let err = base
+        .with_overrides(|name| match name {
+            "INCREMENT" => Some("1".to_owned()),
+            "PHASE_DURATION" => Some("60".to_owned()),
+            _ => None,
+        })
+        .expect_err("95 pauses of 1m do not fit in 1h")
+        .to_string();
+    assert!(
+        err.contains("canaryConfig.incrementInterval is set by PHASE_DURATION")
+            && err.contains("canaryConfig.incrementPercentage is set by INCREMENT"),
+        "{err}"
+    );
 }

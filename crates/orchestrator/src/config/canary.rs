@@ -279,13 +279,17 @@ impl CanaryConfig {
     }
 
     /// Where the timed pauses come from, for errors: the explicit steps, or
-    /// `incrementInterval` once per derived weight, and the window they last whole numbers of
-    /// when one of them is not one.
+    /// `incrementInterval` once per derived weight (each field that sets how many named, so
+    /// that an error names the one a user, or an environment variable, changed), and the
+    /// window they last whole numbers of when one of them is not one.
     pub(super) fn pauses_field(&self) -> Result<String> {
         let mut from = if self.steps.is_some() {
             "canaryConfig.steps".to_owned()
         } else {
-            "canaryConfig.incrementInterval".to_owned()
+            "canaryConfig.incrementInterval, once for each weight from \
+             canaryConfig.initialPercentage by canaryConfig.incrementPercentage to \
+             canaryConfig.targetPercentage"
+                .to_owned()
         };
         if self
             .pauses()?

@@ -372,13 +372,16 @@ impl DeploymentConfig {
                     .iter()
                     .filter(set)
                     .find(|(_, path)| field.ends_with(path));
-                if var.is_none()
-                    && let Some((other, path)) = OVERRIDES
+                if var.is_none() {
+                    let others: Vec<String> = OVERRIDES
                         .iter()
                         .filter(set)
-                        .find(|(_, path)| reason.contains(path))
-                {
-                    reason = format!("{reason} ({path} is set by {other})");
+                        .filter(|(_, path)| reason.contains(path))
+                        .map(|(other, path)| format!("{path} is set by {other}"))
+                        .collect();
+                    if !others.is_empty() {
+                        reason = format!("{reason} ({})", others.join("; "));
+                    }
                 }
                 Error::InvalidField {
                     field: var.map_or(field.clone(), |(var, _)| format!("{var} ({field})")),
@@ -1276,7 +1279,9 @@ maxDeploymentDuration: 2h
                 .to_string();
             assert!(
                 err.contains("maxDeploymentDuration `45m`")
-                    && err.contains("(50m, from canaryConfig.incrementInterval)"),
+                    && err.contains(
+                        "(50m, from canaryConfig.incrementInterval, once for each weight"
+                    ),
                 "{strategy}: {err}"
             );
         }
@@ -1346,7 +1351,9 @@ maxDeploymentDuration: 2h
             .to_string();
         assert!(
             err.contains("canaryConfig.maxDuration `1h`")
-                && err.contains("(1h 35m, from canaryConfig.incrementInterval)"),
+                && err
+                    .contains("(1h 35m, from canaryConfig.incrementInterval, once for each weight")
+                && err.contains("canaryConfig.incrementPercentage"),
             "{err}"
         );
         load(r#"{"initialPercentage":5,"incrementPercentage":5,"maxDuration":"2h"}"#)
