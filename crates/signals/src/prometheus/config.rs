@@ -464,4 +464,19 @@ mod tests {
             assert!(msg.contains(want), "{json}: {msg}");
         }
     }
+
+    /// A bad template is named by the metric it was written for, not by the metric it is
+    /// shared with.
+    #[test]
+    fn a_bad_shared_counts_template_names_the_metric_it_was_written_for() {
+        let json = r#"{"baseUrl":"http://x","queries":{"throughput":{
+            "requests":"sum(increase(r{track=\"{{track}}\"}[5m]))",
+            "errors":"sum(increase(e{track=\"{{track}}\"}[{{window}}]))"}}}"#;
+        let config: PrometheusConfig = serde_json::from_str(json).unwrap();
+        let msg = PrometheusSource::from_config(config)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("lacks `{{window}}`"), "{msg}");
+        assert!(msg.contains("`throughput.requests`"), "{msg}");
+    }
 }

@@ -44,25 +44,52 @@ fn non_negative_count(what: &str, v: f64) -> Result<u64, String> {
 /// [`error_excess_allowed`] above requests is an error: the two templates count different
 /// things (an errors query that does not select the track, say), and capping would read a
 /// healthy track as failing every request.
-pub(crate) fn counts(requests: &[Point<'_>], errors: &[Point<'_>]) -> Result<Measurement, String> {
-    let requests = match single(requests).map_err(|e| format!("requests query {e}"))? {
+///
+/// An unreadable answer is blamed on the query whose template to fix: [`Side::Errors`] for
+/// errors counted beyond requests, as the requests are the reference.
+pub(crate) fn counts(
+    requests: &[Point<'_>],
+    errors: &[Point<'_>],
+) -> Result<Measurement, (Side, String)> {
+    let on = |side: Side| move |reason: String| (side, reason);
+    let requests = match single(requests)
+        .map_err(|e| format!("requests query {e}"))
+        .map_err(on(Side::Requests))?
+    {
         None | Some(None) => return Ok(Measurement::NoData),
-        Some(Some(v)) => non_negative_count("requests", v)?,
+        Some(Some(v)) => non_negative_count("requests", v).map_err(on(Side::Requests))?,
     };
-    let errors = match single(errors).map_err(|e| format!("errors query {e}"))? {
+    let errors = match single(errors)
+        .map_err(|e| format!("errors query {e}"))
+        .map_err(on(Side::Errors))?
+    {
         None => 0,
         Some(None) => return Ok(Measurement::NoData),
-        Some(Some(v)) => non_negative_count("errors", v)?,
+        Some(Some(v)) => non_negative_count("errors", v).map_err(on(Side::Errors))?,
     };
     if errors > requests.saturating_add(error_excess_allowed(requests)) {
-        return Err(format!(
-            "the errors query counts {errors} where the requests query counts {requests}; errors \
-             must be a subset of requests: check that both templates select the same track and \
-             requests"
+        return Err((
+            Side::Errors,
+            format!(
+                "the errors query counts {errors} where the requests query counts {requests}; \
+                 errors must be a subset of requests: check that both templates select the same \
+                 track and requests"
+            ),
         ));
     }
-    let counts = Counts::new(requests, errors.min(requests)).map_err(|e| e.to_string())?;
+    let counts = Counts::new(requests, errors.min(requests))
+        .map_err(|e| e.to_string())
+        .map_err(on(Side::Errors))?;
     Ok(Measurement::Counts(counts))
+}
+
+/// Which of the two counts queries an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The requests query, sent first.
+    Requests,
+    /// The errors query.
+    Errors,
 }
 
 /// How many errors above requests rounding can explain: one, or 1% of requests (extrapolation
@@ -260,13 +287,23 @@ mod tests {
         assert_eq!(counts(&[], &e).unwrap(), Measurement::NoData);
         assert_eq!(counts(&[(&none, None)], &e).unwrap(), Measurement::NoData);
         assert_eq!(counts(&r, &[(&none, None)]).unwrap(), Measurement::NoData);
+        assert_eq!(
+            counts(&[(&none, Some(-1.0))], &[]).unwrap_err().0,
+            Side::Requests
+        );
+        let (side, msg) = counts(&r, &[(&none, Some(-1.0))]).unwrap_err();
         assert!(
-            counts(&[(&none, Some(-1.0))], &[])
-                .unwrap_err()
-                .contains("negative")
+            side == Side::Errors && msg.contains("errors is negative"),
+            "{msg}"
         );
         let two = [(&none, Some(1.0)), (&none, Some(2.0))];
-        assert!(counts(&two, &[]).unwrap_err().contains("2 series"));
+        let (side, msg) = counts(&two, &[]).unwrap_err();
+        assert!(side == Side::Requests && msg.contains("2 series"), "{msg}");
+        let (side, msg) = counts(&r, &two).unwrap_err();
+        assert!(
+            side == Side::Errors && msg.contains("errors query gave 2 series"),
+            "{msg}"
+        );
     }
 
     /// Errors well above requests are two templates counting different things, not rounding:
@@ -286,14 +323,15 @@ mod tests {
                 };
                 assert_eq!(c.errors(), c.requests(), "{r}/{e}");
             } else {
-                let msg = got.unwrap_err();
+                let (side, msg) = got.unwrap_err();
+                assert_eq!(side, Side::Errors, "{msg}");
                 assert!(
                     msg.contains("1011") && msg.contains("1000") && msg.contains("subset"),
                     "{msg}"
                 );
             }
         }
-        let msg = counts(&[(&none, Some(100.0))], &[(&none, Some(4_000.0))]).unwrap_err();
+        let (_, msg) = counts(&[(&none, Some(100.0))], &[(&none, Some(4_000.0))]).unwrap_err();
         assert!(msg.contains("same track"), "{msg}");
     }
 

@@ -414,7 +414,11 @@ impl PrometheusBuilder {
             ));
         }
         let mut queries = BTreeMap::new();
-        for (metric, raw) in &self.queries {
+        // The counts templates a caller gave are checked before the copy shared with their
+        // partner metric, so that a bad one is named by the metric it was written for.
+        let mut written: Vec<_> = self.queries.iter().collect();
+        written.sort_by_key(|(metric, _)| !self.given_counts.contains(*metric));
+        for (metric, raw) in written {
             // A `Metric::Custom` built directly: no query could name it.
             metric.validate("queries")?;
             let part = |p: &str| format!("{metric}.{p}");
@@ -954,16 +958,28 @@ impl PrometheusSource {
     ) -> Result<Measurement> {
         let first_query = fetched.first().map(|(q, _)| q.as_str()).unwrap_or_default();
         match (queries, fetched) {
-            (Queries::Counts { .. }, [(_, requests), (_, errors)]) => {
-                convert::counts(&points_at(requests, at), &points_at(errors, at))
+            (Queries::Counts { .. }, [(rq, requests), (eq, errors)]) => {
+                convert::counts(&points_at(requests, at), &points_at(errors, at)).map_err(
+                    // The error names the query whose answer was wrong: its template to fix.
+                    |(side, reason)| match side {
+                        convert::Side::Requests => (rq.as_str(), reason),
+                        convert::Side::Errors => (eq.as_str(), reason),
+                    },
+                )
             }
-            (Queries::Latency { .. }, [(_, buckets)]) => {
+            (Queries::Latency { .. }, [(q, buckets)]) => {
                 convert::latency(&points_at(buckets, at), self.latency_scale)
+                    .map_err(|reason| (q.as_str(), reason))
             }
-            (Queries::Gauge { .. }, [(_, value)]) => convert::gauge(&points_at(value, at)),
-            _ => Err("internal: query and answer shapes differ".to_owned()),
+            (Queries::Gauge { .. }, [(q, value)]) => {
+                convert::gauge(&points_at(value, at)).map_err(|reason| (q.as_str(), reason))
+            }
+            _ => Err((
+                first_query,
+                "internal: query and answer shapes differ".to_owned(),
+            )),
         }
-        .map_err(|reason| self.bad_response(first_query, reason))
+        .map_err(|(query, reason)| self.bad_response(query, reason))
     }
 }
 

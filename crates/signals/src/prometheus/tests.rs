@@ -302,6 +302,27 @@ async fn unreadable_answers_are_bad_responses() {
     }
 }
 
+/// An answer to the errors query that cannot be read is reported with the errors query, the
+/// template to fix, and one to the requests query with the requests query.
+#[tokio::test(start_paused = true)]
+async fn a_bad_counts_answer_names_the_query_that_gave_it() {
+    let q = MetricQuery::new(Metric::ErrorRate, Track::Canary, minute());
+    for (replies, side, says) in [
+        ([REQUESTS, TWO_SERIES], 1, "errors query gave 2 series"),
+        ([TWO_SERIES, REQUESTS], 0, "requests query gave 2 series"),
+    ] {
+        let t = Scripted::new(replies.map(|body| Reply::Http(200, body)));
+        let s = source(Arc::clone(&t));
+        let err = s.query(&q).await.unwrap_err();
+        let promql = s.promql(&q).unwrap()[side].clone();
+        assert!(
+            matches!(&err, Error::BadResponse { query, reason, .. }
+                if *query == promql && reason.contains(says)),
+            "{err}"
+        );
+    }
+}
+
 /// A template without a function over its range (`x[5m]`) makes Prometheus answer an instant
 /// query with every raw sample of the range: none is the value at the window's end, so the
 /// answer is refused rather than read from its oldest sample.
