@@ -3,6 +3,7 @@
 
 mod common;
 
+mod config_loading;
 mod controller;
 mod controller_analysis_in_force;
 mod controller_concluded;

@@ -133,7 +133,22 @@ impl LatencyPacing {
                 "must be a finite fraction above 0 (0.1 = 10% slower)",
             ));
         }
-        Ok(())
+        // The gate reads both arms' latency sketches: a metric that gives counts or a gauge
+        // never gives one, so the gate would never pass and hold a healthy canary until its
+        // deadline rolled it back. A custom metric is taken at its word.
+        let gives = match self.metric {
+            Metric::ErrorRate | Metric::Throughput => "request and error counts",
+            Metric::Cpu | Metric::Memory => "a gauge",
+            Metric::Latency | Metric::Custom(_) => return Ok(()),
+        };
+        Err(Error::invalid_config(
+            format!("{path}.metric"),
+            &self.metric,
+            format!(
+                "gives {gives}, not latency sketches: the gate compares the arms' latencies, so \
+                 on this metric it would never pass; use a latency metric such as `latency`"
+            ),
+        ))
     }
 
     /// `δ₁`, the log of the slowdown ruled out.

@@ -325,6 +325,9 @@ impl Pacing {
                 ),
             ));
         }
+        if self.detectable_ratio.is_some() {
+            check_counts_metric(&format!("{path}.metric"), &self.metric)?;
+        }
         if let Some(l) = &self.latency {
             l.validate(&format!("{path}.latency"))?;
         }
@@ -627,6 +630,26 @@ impl Pacing {
         let holds: Vec<String> = errors.into_iter().chain(self.latency_hold(level)).collect();
         format!("pacing: {} before {what}", holds.join("; and "))
     }
+}
+
+/// Refuses, naming `field`, a well-known metric that is not read as request and error counts
+/// (`latency` is a sketch, `cpu` and `memory` are gauges): a gate that counts the canary's
+/// errors finds none in it, so it would hold a healthy canary until its deadline rolled it
+/// back. A custom metric is taken at its word, as its source decides what it gives.
+pub(crate) fn check_counts_metric(field: &str, metric: &Metric) -> Result<()> {
+    let gives = match metric {
+        Metric::Latency => "latency sketches",
+        Metric::Cpu | Metric::Memory => "a gauge",
+        Metric::ErrorRate | Metric::Throughput | Metric::Custom(_) => return Ok(()),
+    };
+    Err(Error::invalid_config(
+        field,
+        metric,
+        format!(
+            "gives {gives}, not request and error counts: the gate counts the canary's errors, \
+             so on this metric it would never pass; use a counts metric such as `error_rate`"
+        ),
+    ))
 }
 
 /// `fraction` as a percentage for a reason's reader, without the binary rounding noise of

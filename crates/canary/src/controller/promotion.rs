@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp};
 use statrs::function::beta::ln_beta;
 
-use super::pacing::percent;
+use super::pacing::{check_counts_metric, percent};
 use crate::judge::{ArmValues, Effect, Evidence, Interval, Statistic};
 use crate::{Error, Result};
 
@@ -92,7 +92,8 @@ impl PromotionGate {
                 "must be a fraction in (0, 1) (0.05 = 5%)",
             ));
         }
-        crate::sequential::check_alpha(&format!("{path}.alpha"), self.alpha)
+        crate::sequential::check_alpha(&format!("{path}.alpha"), self.alpha)?;
+        check_counts_metric(&format!("{path}.metric"), &self.metric)
     }
 
     /// The e-value against "the canary's error rate is at least `maxErrorRate`" after

@@ -1,0 +1,81 @@
+//! Configs are refused when they are read, naming the field, the value and why, when what
+//! they ask for could never work: a gate on a metric that never gives what it reads would
+//! hold a healthy canary until its deadline rolled it back.
+
+use serin_canary::controller::CanaryPolicy;
+
+/// `{"steps":[{"setWeight":5},{"setWeight":50}], …}` with `rest` after the steps.
+fn policy(rest: &str) -> Result<CanaryPolicy, String> {
+    let json = format!(r#"{{"steps":[{{"setWeight":5}},{{"setWeight":50}}]{rest}}}"#);
+    serde_json::from_str::<CanaryPolicy>(&json).map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_gate_on_a_metric_that_never_gives_what_it_reads_is_refused_on_load() {
+    for (rest, path, metric, why) in [
+        (
+            r#","promotion":{"metric":"latency","maxErrorRate":0.05}"#,
+            "canaryPolicy.promotion.metric",
+            "latency",
+            "not request and error counts",
+        ),
+        (
+            r#","promotion":{"metric":"memory","maxErrorRate":0.05}"#,
+            "canaryPolicy.promotion.metric",
+            "memory",
+            "not request and error counts",
+        ),
+        (
+            r#","pacing":{"metric":"cpu"}"#,
+            "canaryPolicy.pacing.metric",
+            "cpu",
+            "not request and error counts",
+        ),
+        (
+            r#","pacing":{"metric":"latency"}"#,
+            "canaryPolicy.pacing.metric",
+            "latency",
+            "not request and error counts",
+        ),
+        (
+            r#","pacing":{"latency":{"metric":"error_rate"}}"#,
+            "canaryPolicy.pacing.latency.metric",
+            "error_rate",
+            "not latency sketches",
+        ),
+        (
+            r#","pacing":{"detectableRatio":null,"latency":{"metric":"throughput"}}"#,
+            "canaryPolicy.pacing.latency.metric",
+            "throughput",
+            "not latency sketches",
+        ),
+        (
+            r#","pacing":{"latency":{"metric":"cpu"}}"#,
+            "canaryPolicy.pacing.latency.metric",
+            "cpu",
+            "not latency sketches",
+        ),
+    ] {
+        let msg = policy(rest).expect_err(rest);
+        assert!(
+            msg.contains(&format!("{path} `{metric}`")) && msg.contains(why),
+            "{rest}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn a_gate_on_a_metric_of_its_kind_or_a_custom_one_loads() {
+    for rest in [
+        r#","promotion":{"maxErrorRate":0.05}"#,
+        r#","promotion":{"metric":"throughput","maxErrorRate":0.05}"#,
+        r#","promotion":{"metric":"grpc_errors","maxErrorRate":0.05}"#,
+        r#","pacing":{"metric":"grpc_errors","latency":{"metric":"p99_ms"}}"#,
+        r#","pacing":{"latency":{}}"#,
+        // Without the errors' gate, its metric is not read.
+        r#","pacing":{"metric":"latency","detectableRatio":null,"latency":{}}"#,
+    ] {
+        let loaded = policy(rest);
+        assert!(loaded.is_ok(), "{rest}: {loaded:?}");
+    }
+}
