@@ -3,6 +3,7 @@
 //! hold a healthy canary until its deadline rolled it back.
 
 use serin_canary::controller::CanaryPolicy;
+use serin_canary::threshold::FlaggerMetric;
 
 /// `{"steps":[{"setWeight":5},{"setWeight":50}], …}` with `rest` after the steps.
 fn policy(rest: &str) -> Result<CanaryPolicy, String> {
@@ -77,5 +78,29 @@ fn a_gate_on_a_metric_of_its_kind_or_a_custom_one_loads() {
     ] {
         let loaded = policy(rest);
         assert!(loaded.is_ok(), "{rest}: {loaded:?}");
+    }
+}
+
+/// A Flagger check that names its metric but not its quantity is refused naming what is
+/// missing, the quantity, not the metric that is there.
+#[test]
+fn a_flagger_check_without_its_quantity_names_the_quantity() {
+    let read = |json: &str| {
+        serde_json::from_str::<FlaggerMetric>(json)
+            .expect_err(json)
+            .to_string()
+    };
+    let msg = read(r#"{"name":"error-ratio","metric":"error_rate","thresholdRange":{"max":0.01}}"#);
+    assert!(
+        msg.contains("flaggerMetric.quantity `(missing)`") && msg.contains("`error_rate`"),
+        "{msg}"
+    );
+    // Without its metric, the metric is what is missing, with or without the quantity.
+    for json in [
+        r#"{"name":"error-ratio","thresholdRange":{"max":0.01}}"#,
+        r#"{"name":"error-ratio","quantity":"errorRate","thresholdRange":{"max":0.01}}"#,
+    ] {
+        let msg = read(json);
+        assert!(msg.contains("flaggerMetric.metric `error-ratio`"), "{msg}");
     }
 }

@@ -104,7 +104,21 @@ impl TryFrom<WrittenFlaggerMetric> for FlaggerMetric {
                     ),
                 ));
             }
-            (_, _, None) => {
+            // The metric is written and only its quantity is missing: name the quantity, not
+            // the metric that is there.
+            (Some(m), None, None) => {
+                return Err(Error::invalid_config(
+                    "flaggerMetric.quantity",
+                    "(missing)",
+                    format!(
+                        "a check names the quantity of `{m}` it reads (`errorRate`, \
+                         `successRatePercent`, `{{latencyQuantile: 0.99}}`, `latencyMean` or \
+                         `value`), unless it is one of Flagger's built-ins \
+                         (`request-success-rate`, `request-duration`)"
+                    ),
+                ));
+            }
+            (None, _, None) => {
                 return Err(Error::invalid_config(
                     "flaggerMetric.metric",
                     w.name.as_deref().unwrap_or("(no name)"),
