@@ -2,7 +2,7 @@
 //! they ask for could never work: a gate on a metric that never gives what it reads would
 //! hold a healthy canary until its deadline rolled it back.
 
-use serin_canary::controller::CanaryPolicy;
+use serin_canary::controller::{CanaryPolicy, Step};
 use serin_canary::threshold::FlaggerMetric;
 
 /// `{"steps":[{"setWeight":5},{"setWeight":50}], …}` with `rest` after the steps.
@@ -103,4 +103,58 @@ fn a_flagger_check_without_its_quantity_names_the_quantity() {
         let msg = read(json);
         assert!(msg.contains("flaggerMetric.metric `error-ratio`"), "{msg}");
     }
+}
+
+/// A weight past what a byte holds is refused as one just past 100% is, naming the field, the
+/// value and the range, not in the integer reader's words.
+#[test]
+fn a_weight_past_255_is_refused_like_101() {
+    let refused = |second: &str| {
+        let json = format!(r#"{{"steps":[{{"setWeight":5}},{second}]}}"#);
+        serde_json::from_str::<CanaryPolicy>(&json)
+            .expect_err(&json)
+            .to_string()
+    };
+    let reason = "must be a percentage in 0..=100";
+    for (second, field) in [
+        (
+            r#"{"setWeight":101}"#,
+            "canaryPolicy.steps[1].setWeight `101`",
+        ),
+        (r#"{"setWeight":300}"#, "setWeight `300`"),
+        (r#"{"setWeight":-5}"#, "setWeight `-5`"),
+        (
+            r#"{"setCanaryScale":{"weight":101}}"#,
+            "canaryPolicy.steps[1].setCanaryScale.weight `101`",
+        ),
+        (
+            r#"{"setCanaryScale":{"weight":300}}"#,
+            "setCanaryScale.weight `300`",
+        ),
+    ] {
+        let msg = refused(second);
+        assert!(
+            msg.contains(&format!("{field}: {reason}")),
+            "{second}: {msg}"
+        );
+    }
+    // In YAML, in both forms of a step.
+    for yaml in [
+        "steps:\n- setWeight: 5\n- setWeight: 300\n",
+        "steps:\n- setWeight: 5\n- !setWeight 300\n",
+    ] {
+        let msg = serde_yaml_ng::from_str::<CanaryPolicy>(yaml)
+            .expect_err(yaml)
+            .to_string();
+        assert!(
+            msg.contains(&format!("setWeight `300`: {reason}")),
+            "{yaml}: {msg}"
+        );
+    }
+    // Weights in range read as before, and a policy reads back as written.
+    let json = r#"{"steps":[{"setWeight":5},{"setCanaryScale":{"weight":100}},{"setWeight":100}]}"#;
+    let policy: CanaryPolicy = serde_json::from_str(json).unwrap();
+    assert_eq!(policy.steps[2], Step::SetWeight(100));
+    let back = serde_json::to_string(&policy).unwrap();
+    assert_eq!(serde_json::from_str::<CanaryPolicy>(&back).unwrap(), policy);
 }

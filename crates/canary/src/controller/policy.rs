@@ -68,12 +68,60 @@ impl crate::one_key::OneKey for Step {
         value: V,
     ) -> std::result::Result<Self, V::Error> {
         Ok(match index {
-            0 => Step::SetWeight(value.read()?),
+            0 => Step::SetWeight(value.read::<WidePercent>()?.percent("setWeight")?),
             1 => Step::Pause(value.read()?),
             2 => Step::Analysis(value.read()?),
             _ => Step::SetCanaryScale(value.read()?),
         })
     }
+}
+
+/// A percentage read as any integer, so that one no `u8` holds (`300`, `-5`) is refused as
+/// 101 is, naming the field and the range, rather than in the integer reader's words
+/// ("invalid value: integer `300`, expected u8"). Read through `deserialize_u8`: a compact
+/// binary form reads the byte a `u8` wrote, a self-describing one the number as written.
+struct WidePercent(i128);
+
+impl<'de> Deserialize<'de> for WidePercent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Wide;
+        impl serde::de::Visitor<'_> for Wide {
+            type Value = WidePercent;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a percentage in 0..=100")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<Self::Value, E> {
+                Ok(WidePercent(v.into()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<Self::Value, E> {
+                Ok(WidePercent(v.into()))
+            }
+        }
+        d.deserialize_u8(Wide)
+    }
+}
+
+impl WidePercent {
+    /// The percentage, or an error naming `field` for one no `u8` holds; one above 100 that
+    /// fits is refused by [`CanaryPolicy::validate`], with the step's place.
+    fn percent<E: serde::de::Error>(self, field: &str) -> std::result::Result<u8, E> {
+        u8::try_from(self.0).map_err(|_| {
+            E::custom(Error::invalid_config(
+                field,
+                self.0,
+                "must be a percentage in 0..=100",
+            ))
+        })
+    }
+}
+
+/// `setCanaryScale.weight`, read as [`WidePercent`].
+fn wide_scale_weight<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u8>, D::Error> {
+    Option::<WidePercent>::deserialize(d)?
+        .map(|w| w.percent("setCanaryScale.weight"))
+        .transpose()
 }
 
 /// A pause, timed or waiting for approval.
@@ -122,7 +170,11 @@ pub struct CanaryScale {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
     /// A percentage (0..=100) of the stable track's instances.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "wide_scale_weight"
+    )]
     pub weight: Option<u8>,
     /// Scale to match the current traffic weight.
     #[serde(default)]
