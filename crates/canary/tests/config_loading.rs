@@ -3,7 +3,7 @@
 //! hold a healthy canary until its deadline rolled it back.
 
 use serin_canary::controller::{CanaryPolicy, Step};
-use serin_canary::threshold::FlaggerMetric;
+use serin_canary::threshold::{ArgoConfig, FlaggerAnalysisConfig, FlaggerConfig, FlaggerMetric};
 
 /// `{"steps":[{"setWeight":5},{"setWeight":50}], …}` with `rest` after the steps.
 fn policy(rest: &str) -> Result<CanaryPolicy, String> {
@@ -157,4 +157,72 @@ fn a_weight_past_255_is_refused_like_101() {
     assert_eq!(policy.steps[2], Step::SetWeight(100));
     let back = serde_json::to_string(&policy).unwrap();
     assert_eq!(serde_json::from_str::<CanaryPolicy>(&back).unwrap(), policy);
+}
+
+/// Argo's and Flagger's configs are checked when read, as their judges check them, naming
+/// the field: one that loaded and failed only once a judge was built from it would pass every
+/// check of the file it came in.
+#[test]
+fn threshold_configs_are_checked_when_read() {
+    let argo = |json: &str| serde_json::from_str::<ArgoConfig>(json).map_err(|e| e.to_string());
+    for (json, field) in [
+        (
+            r#"{"metric":"error_rate","quantity":"errorRate","failureLimit":-5}"#,
+            "argoConfig.failureLimit `-5`",
+        ),
+        (
+            r#"{"metric":"error_rate","quantity":"errorRate","successCondition":{}}"#,
+            "argoConfig.successCondition `{}`",
+        ),
+        (
+            r#"{"metric":"error_rate","quantity":"errorRate","failureCondition":{"min":2,"max":1}}"#,
+            "argoConfig.failureCondition.min `2`",
+        ),
+    ] {
+        let msg = argo(json).expect_err(json);
+        assert!(msg.contains(field), "{json}: {msg}");
+    }
+    let flagger = |json: &str| {
+        serde_json::from_str::<FlaggerConfig>(json)
+            .expect_err(json)
+            .to_string()
+    };
+    let msg = flagger(
+        r#"{"metric":"error_rate","quantity":"errorRate","thresholdRange":{"min":2,"max":1}}"#,
+    );
+    assert!(
+        msg.contains("flaggerConfig.thresholdRange.min `2`") && msg.contains("exceeds"),
+        "{msg}"
+    );
+    let msg = flagger(r#"{"metric":"error_rate","quantity":"errorRate","thresholdRange":{}}"#);
+    assert!(msg.contains("flaggerConfig.thresholdRange `{}`"), "{msg}");
+    let analysis = |json: &str| {
+        serde_json::from_str::<FlaggerAnalysisConfig>(json)
+            .expect_err(json)
+            .to_string()
+    };
+    let msg = analysis(r#"{"metrics":[]}"#);
+    assert!(
+        msg.contains("flaggerAnalysis.metrics `[]`") && msg.contains("at least one metric"),
+        "{msg}"
+    );
+    let msg = analysis(
+        r#"{"metrics":[{"name":"request-success-rate","thresholdRange":{"min":99}},
+            {"name":"request-duration","thresholdRange":{"min":500,"max":100}}]}"#,
+    );
+    assert!(
+        msg.contains("flaggerAnalysis.metrics[1].thresholdRange.min `500`"),
+        "{msg}"
+    );
+    // Configs that their judges take load, and read back as written.
+    let fine = argo(r#"{"metric":"error_rate","quantity":"errorRate","failureLimit":-1,"consecutiveSuccessLimit":3,"count":5}"#)
+        .unwrap();
+    let back = serde_json::to_string(&fine).unwrap();
+    assert_eq!(argo(&back).unwrap(), fine);
+    let fine: FlaggerConfig = serde_json::from_str(
+        r#"{"metric":"latency","quantity":{"latencyQuantile":0.99},"thresholdRange":{"max":500}}"#,
+    )
+    .unwrap();
+    let back = serde_json::to_string(&fine).unwrap();
+    assert_eq!(serde_json::from_str::<FlaggerConfig>(&back).unwrap(), fine);
 }

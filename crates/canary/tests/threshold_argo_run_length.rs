@@ -116,13 +116,21 @@ fn configs_and_judges_written_without_an_interval_read_back_as_written() {
 
 #[test]
 fn a_limit_one_default_measurement_cannot_reach_is_refused_with_the_way_out() {
-    let c = config(json!({"failureLimit": 3})).unwrap();
-    let msg = ArgoJudge::new(c).unwrap_err().to_string();
-    assert!(
-        msg.contains("argoConfig.count") && msg.contains("`1`") && msg.contains("failureLimit"),
-        "{msg}"
-    );
-    assert!(msg.contains("interval"), "{msg}");
+    // Refused when the config is read, and by the judge for one built in code.
+    let read = config(json!({"failureLimit": 3})).unwrap_err().to_string();
+    let built = ArgoConfig {
+        failure_limit: 3,
+        count: Some(1),
+        ..config(json!({})).unwrap()
+    };
+    let judged = ArgoJudge::new(built).unwrap_err().to_string();
+    for msg in [read, judged] {
+        assert!(
+            msg.contains("argoConfig.count") && msg.contains("`1`") && msg.contains("failureLimit"),
+            "{msg}"
+        );
+        assert!(msg.contains("interval"), "{msg}");
+    }
     // With an interval it runs until stopped, and any limit can be reached.
     ArgoJudge::new(config(json!({"failureLimit": 3, "interval": "1m"})).unwrap()).unwrap();
 }

@@ -240,11 +240,6 @@ async fn the_dry_run_lists_the_parity_judges() {
 fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
     for (yaml, path, why) in [
         (
-            "flagger: {metrics: []}",
-            "canaryConfig.parityJudges.flagger.metrics",
-            "an analysis checks at least one metric",
-        ),
-        (
             "argo: [{metric: error_rate, quantity: errorRate, interval: 1m}]",
             "canaryConfig.parityJudges.argo[0].interval",
             "metricsWindow (10s) is one measurement",
@@ -269,11 +264,6 @@ fn settings_the_parity_judges_cannot_run_are_refused_with_their_path() {
              canary's timed pauses together (3m, canaryConfig.incrementInterval, once for each \
              weight from canaryConfig.initialPercentage by canaryConfig.incrementPercentage to \
              canaryConfig.targetPercentage), so the canary would be promoted first",
-        ),
-        (
-            "argo: [{metric: error_rate, quantity: errorRate, failureLimit: -1}]",
-            "canaryConfig.parityJudges.argo[0].failureLimit",
-            "consecutiveSuccessLimit",
         ),
         (
             "kayenta: {canaryConfig: {name: c, metrics: [{name: e, \
@@ -439,6 +429,43 @@ async fn a_kayenta_run_s_final_judgement_comes_before_the_promotion() {
             let reason = rollback_reason(&report);
             assert!(reason.contains("Kayenta run of `checkout`"), "{reason}");
         }
+    }
+}
+
+/// What an Argo metric or a Flagger analysis refuses is refused as the file is read, named at
+/// its path in this config and by its field in the analysis.
+#[test]
+fn settings_an_analysis_refuses_are_refused_when_read_at_their_path() {
+    for (parity, path, why) in [
+        (
+            "flagger: {metrics: []}",
+            "canaryConfig.parityJudges.flagger: invalid configuration flaggerAnalysis.metrics `[]`",
+            "an analysis checks at least one metric",
+        ),
+        (
+            "argo: [{metric: error_rate, quantity: errorRate, failureLimit: -1}]",
+            "canaryConfig.parityJudges.argo[0]: invalid configuration argoConfig.failureLimit `-1`",
+            "consecutiveSuccessLimit",
+        ),
+        (
+            "argo: [{metric: error_rate, quantity: errorRate, failureLimit: -5}]",
+            "canaryConfig.parityJudges.argo[0]: invalid configuration argoConfig.failureLimit `-5`",
+            "must be ≥ 0",
+        ),
+        (
+            "argo: [{metric: error_rate, quantity: errorRate, successCondition: {}}]",
+            "canaryConfig.parityJudges.argo[0]: invalid configuration argoConfig.successCondition `{}`",
+            "a range needs a min, a max or both",
+        ),
+    ] {
+        let file = format!(
+            "strategy: canary\nversion: 1.1.0\ntargetServices: [web]\ncanaryConfig:\n  \
+             parityJudges:\n    {parity}\n"
+        );
+        let err = DeploymentConfig::from_yaml(&file)
+            .expect_err(parity)
+            .to_string();
+        assert!(err.contains(path) && err.contains(why), "{parity}: {err}");
     }
 }
 

@@ -138,7 +138,7 @@ impl TryFrom<WrittenArgoConfig> for ArgoConfig {
             // repeats it until stopped.
             _ => w.interval.is_none().then_some(1),
         };
-        Ok(ArgoConfig {
+        let config = ArgoConfig {
             name: w.name,
             metric: w.metric,
             quantity: w.quantity,
@@ -152,7 +152,11 @@ impl TryFrom<WrittenArgoConfig> for ArgoConfig {
             interval: w.interval,
             dry_run: w.dry_run,
             initial_delay: w.initial_delay,
-        })
+        };
+        // Refused when read, as a judge refuses it: a config that loaded and failed only
+        // once a judge was built from it would pass every check of the file it came in.
+        config.validate()?;
+        Ok(config)
     }
 }
 

@@ -10,9 +10,14 @@ use crate::kayenta::Quantity;
 use crate::threshold::bounds::Range;
 use crate::{Error, Result};
 
-/// One metric of a Flagger `Canary` analysis, with Flagger's defaults.
+/// One metric of a Flagger `Canary` analysis, with Flagger's defaults. Checked when read
+/// ([`FlaggerConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "WrittenFlaggerConfig"
+)]
 pub struct FlaggerConfig {
     /// The metric judged (Flagger checks the canary alone).
     pub metric: Metric,
@@ -35,6 +40,37 @@ pub struct FlaggerConfig {
     /// it neither fails nor passes a check.
     #[serde(default)]
     pub no_data_fails: bool,
+}
+
+/// A [`FlaggerConfig`] as written, before it is checked.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WrittenFlaggerConfig {
+    metric: Metric,
+    quantity: Quantity,
+    threshold_range: Range,
+    #[serde(default = "default_threshold")]
+    threshold: u32,
+    #[serde(default)]
+    no_data_fails: bool,
+}
+
+impl TryFrom<WrittenFlaggerConfig> for FlaggerConfig {
+    type Error = Error;
+
+    /// Refused when read, as the judge refuses it: a range that holds no value would
+    /// otherwise load and fail only once a judge was built from it.
+    fn try_from(w: WrittenFlaggerConfig) -> Result<Self> {
+        let config = FlaggerConfig {
+            metric: w.metric,
+            quantity: w.quantity,
+            threshold_range: w.threshold_range,
+            threshold: w.threshold,
+            no_data_fails: w.no_data_fails,
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 pub(super) fn default_threshold() -> u32 {

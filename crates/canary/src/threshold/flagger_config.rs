@@ -263,12 +263,16 @@ impl TryFrom<WrittenFlaggerAnalysis> for FlaggerAnalysisConfig {
              notificationChannels, its pre- and post-upgrade steps to its step runner, and a \
              confirmation is a pause step that an operator's resume ends",
         )?;
-        Ok(FlaggerAnalysisConfig {
+        let config = FlaggerAnalysisConfig {
             threshold: w.threshold,
             interval: w.interval,
             no_data_fails: w.no_data_fails,
             metrics: w.metrics,
-        })
+        };
+        // Refused when read, as the analysis refuses it (no metrics, a range that holds no
+        // value), rather than once it is built.
+        config.validate()?;
+        Ok(config)
     }
 }
 
