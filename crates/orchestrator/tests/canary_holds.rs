@@ -286,3 +286,65 @@ async fn a_resume_before_a_weight_that_grows_the_canary_is_answered_at_once() {
     assert_eq!(weights(&report.timeline), vec![0.0, 25.0, 75.0, 100.0]);
     assert_eq!(router.too_early(), vec![], "{report}");
 }
+
+/// A canary whose `latencyThreshold` trigger has judged nothing (nothing records the new
+/// version's latency) is not promoted on that silence once its steps are done: it holds at
+/// its last weight, saying why once, and is promoted when latencies come.
+#[tokio::test(start_paused = true)]
+async fn a_canary_waits_to_be_promoted_until_every_rollback_trigger_has_data() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = support::canary_config("1.1.0");
+    config.monitoring.latency_threshold = Some(500.0);
+    config.validate().expect("valid");
+    let h = world.start(&config).await;
+    // Its three steps of a minute are long done.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let status = h.status();
+    assert_eq!(
+        status.stage,
+        serin_orchestrator::Stage::Canary,
+        "{status:?}"
+    );
+    assert!(status.weight < 100.0, "{status:?}");
+    world.set_latency("1.1.0", 20.0);
+    let report = h.wait().await.expect("report");
+    support::assert_succeeded(&report);
+    let said = unfed_said(&report, "the promotion waits");
+    assert_eq!(said.len(), 1, "said once: {report}");
+    assert!(said[0].contains("`latency-threshold`"), "{}", said[0]);
+}
+
+/// Without those latencies ever, `canaryConfig.maxDuration` rolls the canary back: missing
+/// evidence is never a pass.
+#[tokio::test(start_paused = true)]
+async fn a_canary_whose_rollback_trigger_never_has_data_is_rolled_back_at_its_max_duration() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = support::canary_config("1.1.0");
+    config.monitoring.latency_threshold = Some(500.0);
+    config.canary_config.max_duration = Duration::from_secs(600);
+    config.validate().expect("valid");
+    let report = world.start(&config).await.wait().await.expect("report");
+    let reason = support::rollback_reason(&report);
+    assert!(reason.contains("maximum duration 600s"), "{reason}");
+    assert!(
+        weights(&report.timeline).iter().all(|w| *w < 100.0),
+        "{report}"
+    );
+    assert_eq!(
+        unfed_said(&report, "the promotion waits").len(),
+        1,
+        "{report}"
+    );
+}
+
+/// The anomalies of `report` that begin with `what`.
+fn unfed_said<'a>(report: &'a serin_orchestrator::Report, what: &str) -> Vec<&'a String> {
+    report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Anomaly { summary, .. } if summary.starts_with(what) => Some(summary),
+            _ => None,
+        })
+        .collect()
+}

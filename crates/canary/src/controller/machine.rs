@@ -433,7 +433,7 @@ impl ControllerState {
 /// assert_eq!(d.action, Action::SetWeight(10));
 /// # Ok::<(), serin_canary::Error>(())
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CanaryController<J = Box<dyn Judge>> {
     policy: CanaryPolicy,
     judges: Vec<J>,

@@ -21,7 +21,9 @@ pub struct MonitoringConfig {
     /// How long the new version is watched after promotion. Default `5m`. The watch ends only
     /// on evidence: it goes on while a trigger holds, and while a rollback trigger has judged
     /// nothing of the new version since the promotion (a `latencyThreshold` over a source that
-    /// records no latency, say), until the data comes or `maxDeploymentDuration` runs out.
+    /// records no latency, say), until the data comes or `maxDeploymentDuration` runs out. A
+    /// canary, likewise, is promoted only once each of them has judged some data of the new
+    /// version; until then it holds at its weight, and `canaryConfig.maxDuration` rolls back.
     #[serde(with = "serin_signals::duration")]
     pub monitoring_duration: Duration,
     /// How long after its end each metrics window is read. The windows stay the same

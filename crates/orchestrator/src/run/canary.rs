@@ -22,7 +22,9 @@ impl Runner {
     /// whose track was still growing for it (see [`move_weight`](Self::move_weight)), unless a
     /// pause or a rollback trigger's hold keeps it where it is: then the window below watches,
     /// and the first window that nothing holds puts the weight in force before the controller
-    /// is asked for the next step.
+    /// is asked for the next step. A promotion waits, held as under a trigger's hold, while a
+    /// rollback trigger has judged nothing of the new version since its arm began taking
+    /// traffic.
     pub(super) async fn canary_tick(&mut self) -> Result<()> {
         if self.state.promoting {
             return self.finish_promotion(Vec::new()).await;
@@ -53,6 +55,22 @@ impl Runner {
         if self.pending_weight().is_some() {
             self.state.canary = Some(store(controller, run.last_reason));
             return self.move_weight(kinds, true).await;
+        }
+        // A promotion on the silence of a rollback trigger that has judged nothing of the new
+        // version (a latency threshold over a source without latency) would be a promotion on
+        // missing evidence: the canary holds where it is, and the judges go on, until the
+        // trigger has data or `maxDuration` rolls back.
+        let since = self.state.canary_traffic_since.unwrap_or(Timestamp::EPOCH);
+        let unfed = self.triggers_without_data(since);
+        if !unfed.is_empty() && controller.clone().tick(now).action == Action::Promote {
+            let mut kinds = kinds;
+            kinds.extend(self.unfed_said(
+                unfed,
+                "the promotion waits",
+                "the canary is promoted once they get data, or rolled back at \
+                 canaryConfig.maxDuration",
+            ));
+            return self.judge_held(controller, run, kinds, now).await;
         }
         let decision = controller.tick(now);
         self.act_on(controller, decision, &run.last_reason, kinds, true)

@@ -6,10 +6,6 @@ use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{Effect, Outcome, Stage};
 
-use serin_signals::Track;
-use serin_triggers::MissingData;
-
-use super::observe::{missing_data, watched};
 use super::{Runner, is_journal_error, split_all};
 
 impl Runner {
@@ -92,7 +88,8 @@ impl Runner {
             .saturating_add(cfg.monitoring_duration);
         let next = self.state.observed_until.saturating_add(cfg.check_interval);
         if next > until && self.watch_saw_data && !self.triggers_hold(now) {
-            let unfed = self.triggers_without_data();
+            let since = self.state.promoted_at.unwrap_or(self.state.observed_until);
+            let unfed = self.triggers_without_data(since);
             if unfed.is_empty() {
                 let last_read = self.read_at(until);
                 let target = last_read.min(deadline);
@@ -117,53 +114,16 @@ impl Runner {
         self.watch_tick().await
     }
 
-    /// The rollback triggers of the new version that have judged nothing of it since its
-    /// promotion: not one usable input (a metric its source does not report, a probe never
-    /// recorded). Their silence is no evidence, yet with `staleAfter` as long as the watch they
-    /// would never go stale within it. Those whose missing data only warns are left out.
-    fn triggers_without_data(&self) -> Vec<String> {
-        let engine = &self.state.triggers;
-        let since = self.state.promoted_at.unwrap_or(self.state.observed_until);
-        engine
-            .config()
-            .triggers
-            .iter()
-            .filter(|t| {
-                *watched(t) == Track::Canary
-                    && missing_data(t) != MissingData::Warn
-                    && engine.last_data(t.id()).is_none_or(|at| at < since)
-            })
-            .map(|t| t.id().to_owned())
-            .collect()
-    }
-
-    /// The watch is over but `unfed` triggers have judged nothing: it goes on checking until
-    /// each has data, or the deadline decides (`monitoring.onDeadline`). Says why, once for
-    /// each set of such triggers.
+    /// The watch is over but `unfed` triggers have judged nothing of the new version: it goes
+    /// on checking until each has data, or the deadline decides (`monitoring.onDeadline`).
     async fn watch_goes_on_for(&mut self, unfed: Vec<String>) -> Result<()> {
-        if unfed == self.watch_unfed {
-            return Ok(());
-        }
-        let names: Vec<String> = unfed.iter().map(|id| format!("`{id}`")).collect();
-        let (plural, they) = if unfed.len() == 1 {
-            ("", "it")
-        } else {
-            ("s", "they")
-        };
-        let said = EventKind::Anomaly {
-            source: "rollback triggers".into(),
-            severity: "hold".into(),
-            summary: format!(
-                "the watch goes on past monitoringDuration: rollback trigger{plural} {} had no \
-                 data of {} since its promotion, so {they} judged nothing; the old version is \
-                 retired once {they} get data, or when maxDeploymentDuration runs out \
-                 (monitoring.onDeadline)",
-                names.join(", "),
-                self.state.to.version,
-            ),
-        };
-        self.watch_unfed = unfed;
-        self.commit(Vec::new(), vec![said]).await
+        let said = self.unfed_said(
+            unfed,
+            "the watch goes on past monitoringDuration",
+            "the old version is retired once they get data, or when maxDeploymentDuration runs \
+             out (monitoring.onDeadline)",
+        );
+        self.commit(Vec::new(), said.into_iter().collect()).await
     }
 
     /// Keeps the old version warm for `keepOldWarmFor` (or until the deadline), then

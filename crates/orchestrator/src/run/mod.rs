@@ -103,9 +103,9 @@ pub(crate) struct Runner {
     /// the outage was next to the triggers' `staleAfter`. False on a fresh runner, so a
     /// resumed watch checks once more first.
     pub(crate) watch_saw_data: bool,
-    /// The rollback triggers last announced as keeping the watch from ending for want of any
-    /// data of the new version since its promotion (announced again only when they change).
-    pub(crate) watch_unfed: Vec<String>,
+    /// The rollback triggers last said to keep the promotion or the watch's end waiting for
+    /// want of any data of the new version (said again only when they change).
+    pub(crate) unfed_told: Vec<String>,
 }
 
 /// What a deployment resumed after a crash starts from.

@@ -485,6 +485,65 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// The rollback triggers of the new version that have judged nothing of it since `since`
+    /// (its promotion, or when its arm began taking traffic): not one usable input (a metric
+    /// its source does not report, a probe never recorded). Their silence is no evidence, yet
+    /// with a `staleAfter` as long as the watch or the canary they never go stale within it.
+    /// Those whose missing data only warns are left out.
+    pub(super) fn triggers_without_data(&self, since: Timestamp) -> Vec<String> {
+        let engine = &self.state.triggers;
+        engine
+            .config()
+            .triggers
+            .iter()
+            .filter(|t| {
+                *watched(t) == Track::Canary
+                    && missing_data(t) != MissingData::Warn
+                    && engine.last_data(t.id()).is_none_or(|at| at < since)
+            })
+            .map(|t| t.id().to_owned())
+            .collect()
+    }
+
+    /// The anomaly that says `what` happens (`the promotion waits`) because `unfed` triggers
+    /// have judged nothing of the new version, and `until` when; `None` when the same
+    /// triggers were last said to, so that it is said once for each set of them.
+    pub(super) fn unfed_said(
+        &mut self,
+        unfed: Vec<String>,
+        what: &str,
+        until: &str,
+    ) -> Option<EventKind> {
+        if unfed == self.unfed_told {
+            return None;
+        }
+        let names: Vec<String> = unfed.iter().map(|id| format!("`{id}`")).collect();
+        let (plural, they) = if unfed.len() == 1 {
+            ("", "it")
+        } else {
+            ("s", "they")
+        };
+        let until = if unfed.len() == 1 {
+            until.replace("they get", "it gets")
+        } else {
+            until.to_owned()
+        };
+        let said = EventKind::Anomaly {
+            source: "rollback triggers".into(),
+            severity: "hold".into(),
+            summary: format!(
+                "{what}: rollback trigger{plural} {} had no data of {} yet, so {they} judged \
+                 nothing; {until}",
+                names.join(", "),
+                self.state.to.version,
+            ),
+        };
+        self.unfed_told = unfed;
+        Some(said)
+    }
+}
+
 /// What excuses a stale trigger's missing data: its arm serves no traffic, or began taking
 /// traffic less than the trigger's `staleAfter` before `now`.
 struct Excuse {
@@ -551,7 +610,7 @@ fn stale_after(t: &TriggerConfig) -> Duration {
 }
 
 /// The track a trigger watches.
-pub(super) fn watched(t: &TriggerConfig) -> &Track {
+fn watched(t: &TriggerConfig) -> &Track {
     match t {
         TriggerConfig::MetricThreshold(c) => &c.track,
         TriggerConfig::HealthCheck(c) => &c.track,
@@ -562,7 +621,7 @@ pub(super) fn watched(t: &TriggerConfig) -> &Track {
 }
 
 /// A trigger's `onMissingData`.
-pub(super) fn missing_data(t: &TriggerConfig) -> MissingData {
+fn missing_data(t: &TriggerConfig) -> MissingData {
     match t {
         TriggerConfig::MetricThreshold(c) => c.on_missing_data,
         TriggerConfig::HealthCheck(c) => c.on_missing_data,
