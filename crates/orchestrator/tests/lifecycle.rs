@@ -632,3 +632,80 @@ async fn the_verdict_is_written_by_its_serialized_name_in_events_and_the_dry_run
         "{plan}"
     );
 }
+
+/// A crash right after a post-upgrade step's failure is journalled does not let the resumed
+/// deployment carry out the steps after it: they stay left to an operator, as without the
+/// crash.
+#[tokio::test(start_paused = true)]
+async fn a_failed_post_upgrade_step_stops_the_steps_after_it_across_a_crash() {
+    let config = short_canary_config("1.1.0");
+    let (world, _traffic) = serving_1_0_0().await;
+    let before = world.journal.len();
+    let runner = Arc::new(ContractFails::default());
+    let o = world.checklist_orchestrator(world.journal.clone(), None, Some(runner.clone()));
+    assert_succeeded(&run_to_end(&o, &config).await);
+    let records = world.journal.len() - before;
+    for k in 1..=records {
+        let (world, _traffic) = serving_1_0_0().await;
+        let before = world.journal.len();
+        let runner = Arc::new(ContractFails::default());
+        let first = world.checklist_orchestrator(world.journal.clone(), None, Some(runner.clone()));
+        let id = support::crash_at(&world, first, config.clone(), before + k)
+            .await
+            .deployment;
+        let o = world.checklist_orchestrator(world.journal.clone(), None, Some(runner.clone()));
+        let report = resume_to_end(&o, &id).await;
+        let after: Vec<_> = report
+            .checklist
+            .iter()
+            .filter(|s| s.step.phase == StepPhase::After)
+            .collect();
+        if let Some(failed) = after.iter().position(|s| s.status == StepStatus::Failed) {
+            for s in &after[failed + 1..] {
+                assert_ne!(s.status, StepStatus::Done, "crash after {k}: {s}");
+            }
+            let ran = runner.ran.lock().expect("ran").clone();
+            assert_eq!(
+                ran.last(),
+                Some(&StepKind::ContractMigration),
+                "crash after {k}: {ran:?}"
+            );
+        }
+    }
+}
+
+/// A crash right after a pre-upgrade step's failure is journalled does not let the resumed
+/// deployment go on to deploy: it fails, with nothing deployed, as without the crash.
+#[tokio::test(start_paused = true)]
+async fn a_failed_pre_upgrade_step_fails_the_deployment_across_a_crash() {
+    let config = short_canary_config("1.1.0");
+    let mut crashed_after_the_failure = 0;
+    for k in 1..=4 {
+        let world = on_1_0_0().await;
+        let before = world.journal.len();
+        let runner = Arc::new(InMemoryStepRunner::new());
+        runner.fail_next("migration tool unreachable");
+        let first = orchestrator(&world, None, Some(runner.clone()));
+        let id = support::crash_at(&world, first, config.clone(), before + k)
+            .await
+            .deployment;
+        let report = resume_to_end(&orchestrator(&world, None, Some(runner)), &id).await;
+        let failed_before = report
+            .checklist
+            .iter()
+            .any(|s| s.step.phase == StepPhase::Before && s.status == StepStatus::Failed);
+        if failed_before {
+            crashed_after_the_failure += 1;
+            assert!(
+                matches!(&report.outcome, Some(Outcome::Failed { reason })
+                    if reason.contains("nothing was deployed")),
+                "crash after {k}: {report}"
+            );
+            assert!(!world.has_track(&Track::Canary).await, "crash after {k}");
+        }
+    }
+    assert!(
+        crashed_after_the_failure > 0,
+        "no crash came after the failure"
+    );
+}

@@ -580,8 +580,23 @@ impl Runner {
         let service = self.state.service.clone();
         let id = self.state.id.clone();
         self.hand_over_step_in_flight(kinds);
-        // Why the runner is called for no further step of this side (an operator's abort).
-        let mut stopped: Option<String> = None;
+        // A step of this side journalled as failed (or cancelled) before a restart stops it as
+        // it did then: the resumed run carries out nothing that follows it.
+        let failed = self
+            .state
+            .checklist
+            .iter()
+            .find(|i| i.status == StepStatus::Failed && i.is_pre(&service) == pre)
+            .map(|i| (i.step.clone(), i.evidence.clone().unwrap_or_default()));
+        if pre && let Some((step, evidence)) = &failed {
+            return Ok(Some(Stop::failed(format!(
+                "pre-upgrade step failed ({step}): {evidence}; nothing was deployed"
+            ))));
+        }
+        // Why the runner is called for no further step of this side (a failed or cancelled
+        // step, an operator's abort).
+        let mut stopped = failed
+            .map(|(step, evidence)| format!("the step before it ({step}) failed: {evidence}"));
         for index in 0..self.state.checklist.len() {
             let item = &self.state.checklist[index];
             if item.status != StepStatus::Pending || item.is_pre(&service) != pre {
