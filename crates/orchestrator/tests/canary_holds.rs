@@ -348,3 +348,68 @@ fn unfed_said<'a>(report: &'a serin_orchestrator::Report, what: &str) -> Vec<&'a
         })
         .collect()
 }
+
+/// A resume that ends the last (indefinite) pause step does not promote a canary whose
+/// `latencyThreshold` trigger has judged nothing of it: the promotion waits, as it does at
+/// the end of timed steps, until latencies come.
+#[tokio::test(start_paused = true)]
+async fn a_resume_at_the_last_pause_step_waits_for_a_trigger_without_data() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = support::canary_config("1.1.0");
+    support::written_steps(
+        &mut config,
+        serde_json::from_str(r#"[{"setWeight":20},{"pause":{}}]"#).expect("steps"),
+    );
+    config.monitoring.latency_threshold = Some(500.0);
+    config.validate().expect("valid");
+    let h = world.start(&config).await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(h.status().weight, 20.0, "at the indefinite pause");
+    h.resume().await.expect("resume");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let status = h.status();
+    assert_eq!(
+        status.stage,
+        serin_orchestrator::Stage::Canary,
+        "{status:?}"
+    );
+    assert_eq!(status.weight, 20.0, "{status:?}");
+    world.set_latency("1.1.0", 20.0);
+    let report = h.wait().await.expect("report");
+    support::assert_succeeded(&report);
+    assert_eq!(
+        unfed_said(&report, "the promotion waits").len(),
+        1,
+        "{report}"
+    );
+}
+
+/// An operator's promotion while the canary waits for a trigger without data goes through,
+/// and the watch after it, which then goes on past `monitoringDuration` for the same trigger
+/// (not yet stale: it says nothing itself), says why.
+#[tokio::test(start_paused = true)]
+async fn the_watch_says_why_it_goes_on_after_a_promotion_through_the_wait() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = support::canary_config("1.1.0");
+    config.monitoring.latency_threshold = Some(500.0);
+    config.max_deployment_duration = Duration::from_secs(1800);
+    config.validate().expect("valid");
+    let h = world.start(&config).await;
+    // Its steps end at 3 minutes; the trigger would go stale only past 5.
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    assert_eq!(h.status().stage, serin_orchestrator::Stage::Canary);
+    h.promote().await.expect("promote");
+    support::until_stage(&h, serin_orchestrator::Stage::Monitoring).await;
+    tokio::time::sleep(config.monitoring.monitoring_duration + Duration::from_secs(20)).await;
+    assert_eq!(h.status().stage, serin_orchestrator::Stage::Monitoring);
+    world.set_latency("1.1.0", 20.0);
+    let report = h.wait().await.expect("report");
+    support::assert_succeeded(&report);
+    assert_eq!(
+        unfed_said(&report, "the promotion waits").len(),
+        1,
+        "{report}"
+    );
+    let watch = "the watch goes on past monitoringDuration";
+    assert_eq!(unfed_said(&report, watch).len(), 1, "{report}");
+}

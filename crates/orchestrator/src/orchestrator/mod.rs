@@ -301,7 +301,7 @@ impl Orchestrator {
             announced,
             split_unknown: Default::default(),
             watch_saw_data: false,
-            unfed_told: Vec::new(),
+            unfed_told: Default::default(),
         };
         (runner, tx, status_rx)
     }
@@ -422,7 +422,7 @@ impl Orchestrator {
             announced: 0.0,
             split_unknown: Default::default(),
             watch_saw_data: false,
-            unfed_told: Vec::new(),
+            unfed_told: Default::default(),
         };
         if let Err(e) = first.commit(Vec::new(), kinds).await {
             unlock_or_log(platform, service, &first.state.id, limit).await;

@@ -56,20 +56,10 @@ impl Runner {
             self.state.canary = Some(store(controller, run.last_reason));
             return self.move_weight(kinds, true).await;
         }
-        // A promotion on the silence of a rollback trigger that has judged nothing of the new
-        // version (a latency threshold over a source without latency) would be a promotion on
-        // missing evidence: the canary holds where it is, and the judges go on, until the
-        // trigger has data or `maxDuration` rolls back.
-        let since = self.state.canary_traffic_since.unwrap_or(Timestamp::EPOCH);
-        let unfed = self.triggers_without_data(since);
+        let unfed = self.promotion_unfed();
         if !unfed.is_empty() && controller.clone().tick(now).action == Action::Promote {
             let mut kinds = kinds;
-            kinds.extend(self.unfed_said(
-                unfed,
-                "the promotion waits",
-                "the canary is promoted once they get data, or rolled back at \
-                 canaryConfig.maxDuration",
-            ));
+            kinds.extend(self.promotion_waits_said(unfed));
             return self.judge_held(controller, run, kinds, now).await;
         }
         let decision = controller.tick(now);
@@ -177,8 +167,44 @@ impl Runner {
         {
             return self.hold_after_resume(why, kinds).await;
         }
+        let unfed = self.promotion_unfed();
+        if decision.action == Action::Promote && !unfed.is_empty() {
+            let ids: Vec<String> = unfed.iter().map(|id| format!("`{id}`")).collect();
+            let why = format!(
+                "rollback trigger {} judged nothing of {} yet",
+                ids.join(", "),
+                self.state.to.version
+            );
+            let mut kinds = kinds;
+            kinds.extend(self.promotion_waits_said(unfed));
+            return self.hold_after_resume(why, kinds).await;
+        }
         self.act_on(controller, decision, previous_reason, kinds, false)
             .await
+    }
+
+    /// The rollback triggers of the new version that have judged nothing of it since its arm
+    /// began taking traffic: a promotion on their silence (a latency threshold over a source
+    /// without latency) would be one on missing evidence, so it waits, held where it is while
+    /// the judges go on, until they have data or `maxDuration` rolls back. Once there are none,
+    /// the next wait is said afresh.
+    fn promotion_unfed(&mut self) -> Vec<String> {
+        let since = self.state.canary_traffic_since.unwrap_or(Timestamp::EPOCH);
+        let unfed = self.triggers_without_data(since);
+        if unfed.is_empty() {
+            self.unfed_told = Default::default();
+        }
+        unfed
+    }
+
+    /// What says, once, that the promotion waits for `unfed` triggers.
+    fn promotion_waits_said(&mut self, unfed: Vec<String>) -> Option<EventKind> {
+        self.unfed_said(
+            unfed,
+            "the promotion waits",
+            "the canary is promoted once they get data, or rolled back at \
+             canaryConfig.maxDuration",
+        )
     }
 
     /// What keeps the canary from taking its next step at `now`, if anything: a pause, a

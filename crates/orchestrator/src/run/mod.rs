@@ -103,9 +103,10 @@ pub(crate) struct Runner {
     /// the outage was next to the triggers' `staleAfter`. False on a fresh runner, so a
     /// resumed watch checks once more first.
     pub(crate) watch_saw_data: bool,
-    /// The rollback triggers last said to keep the promotion or the watch's end waiting for
-    /// want of any data of the new version (said again only when they change).
-    pub(crate) unfed_told: Vec<String>,
+    /// What was last said to wait (the promotion, the watch's end) for want of any data of
+    /// the new version, and for which rollback triggers: said again only when either changes,
+    /// or after the wait ended.
+    pub(crate) unfed_told: (String, Vec<String>),
 }
 
 /// What a deployment resumed after a crash starts from.

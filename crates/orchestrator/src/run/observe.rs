@@ -507,15 +507,15 @@ impl Runner {
     }
 
     /// The anomaly that says `what` happens (`the promotion waits`) because `unfed` triggers
-    /// have judged nothing of the new version, and `until` when; `None` when the same
-    /// triggers were last said to, so that it is said once for each set of them.
+    /// have judged nothing of the new version, and `until` when; `None` when the same was
+    /// last said of the same triggers, so that it is said once for each wait.
     pub(super) fn unfed_said(
         &mut self,
         unfed: Vec<String>,
         what: &str,
         until: &str,
     ) -> Option<EventKind> {
-        if unfed == self.unfed_told {
+        if self.unfed_told.0 == what && self.unfed_told.1 == unfed {
             return None;
         }
         let names: Vec<String> = unfed.iter().map(|id| format!("`{id}`")).collect();
@@ -539,7 +539,7 @@ impl Runner {
                 self.state.to.version,
             ),
         };
-        self.unfed_told = unfed;
+        self.unfed_told = (what.to_owned(), unfed);
         Some(said)
     }
 }
