@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serin_orchestrator::{
-    DeploymentConfig, EventKind, InMemoryPlatform, Journal, Outcome, Platform,
+    DeploymentConfig, DeploymentHandle, EventKind, InMemoryPlatform, Journal, Outcome, Platform,
+    Report, Stage,
 };
 use serin_signals::Track;
 use serin_traffic::{Capabilities, TrafficRouter, TrafficSplit};
@@ -287,31 +288,41 @@ async fn a_resume_before_a_weight_that_grows_the_canary_is_answered_at_once() {
     assert_eq!(router.too_early(), vec![], "{report}");
 }
 
+/// A canary to 1.1.0 with a `latencyThreshold`, whose trigger judges nothing until the world
+/// records 1.1.0's latencies.
+fn latency_unfed_config() -> DeploymentConfig {
+    let mut config = support::canary_config("1.1.0");
+    config.monitoring.latency_threshold = Some(500.0);
+    config.max_deployment_duration = Duration::from_secs(1800);
+    config.validate().expect("valid");
+    config
+}
+
+/// Gives 1.1.0 latencies, and waits for the deployment to succeed having said once that its
+/// promotion waited.
+async fn succeeds_once_latencies_come(world: &World, h: DeploymentHandle) -> Report {
+    world.set_latency("1.1.0", 20.0);
+    let report = h.wait().await.expect("report");
+    support::assert_succeeded(&report);
+    let waits = unfed_said(&report, "the promotion waits");
+    assert_eq!(waits.len(), 1, "said once: {report}");
+    assert!(waits[0].contains("`latency-threshold`"), "{}", waits[0]);
+    report
+}
+
 /// A canary whose `latencyThreshold` trigger has judged nothing (nothing records the new
 /// version's latency) is not promoted on that silence once its steps are done: it holds at
 /// its last weight, saying why once, and is promoted when latencies come.
 #[tokio::test(start_paused = true)]
 async fn a_canary_waits_to_be_promoted_until_every_rollback_trigger_has_data() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let mut config = support::canary_config("1.1.0");
-    config.monitoring.latency_threshold = Some(500.0);
-    config.validate().expect("valid");
-    let h = world.start(&config).await;
+    let h = world.start(&latency_unfed_config()).await;
     // Its three steps of a minute are long done.
     tokio::time::sleep(Duration::from_secs(600)).await;
     let status = h.status();
-    assert_eq!(
-        status.stage,
-        serin_orchestrator::Stage::Canary,
-        "{status:?}"
-    );
+    assert_eq!(status.stage, Stage::Canary, "{status:?}");
     assert!(status.weight < 100.0, "{status:?}");
-    world.set_latency("1.1.0", 20.0);
-    let report = h.wait().await.expect("report");
-    support::assert_succeeded(&report);
-    let said = unfed_said(&report, "the promotion waits");
-    assert_eq!(said.len(), 1, "said once: {report}");
-    assert!(said[0].contains("`latency-threshold`"), "{}", said[0]);
+    succeeds_once_latencies_come(&world, h).await;
 }
 
 /// Without those latencies ever, `canaryConfig.maxDuration` rolls the canary back: missing
@@ -319,10 +330,8 @@ async fn a_canary_waits_to_be_promoted_until_every_rollback_trigger_has_data() {
 #[tokio::test(start_paused = true)]
 async fn a_canary_whose_rollback_trigger_never_has_data_is_rolled_back_at_its_max_duration() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let mut config = support::canary_config("1.1.0");
-    config.monitoring.latency_threshold = Some(500.0);
+    let mut config = latency_unfed_config();
     config.canary_config.max_duration = Duration::from_secs(600);
-    config.validate().expect("valid");
     let report = world.start(&config).await.wait().await.expect("report");
     let reason = support::rollback_reason(&report);
     assert!(reason.contains("maximum duration 600s"), "{reason}");
@@ -337,31 +346,16 @@ async fn a_canary_whose_rollback_trigger_never_has_data_is_rolled_back_at_its_ma
     );
 }
 
-/// The anomalies of `report` that begin with `what`.
-fn unfed_said<'a>(report: &'a serin_orchestrator::Report, what: &str) -> Vec<&'a String> {
-    report
-        .timeline
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Anomaly { summary, .. } if summary.starts_with(what) => Some(summary),
-            _ => None,
-        })
-        .collect()
-}
-
-/// A resume that ends the last (indefinite) pause step does not promote a canary whose
-/// `latencyThreshold` trigger has judged nothing of it: the promotion waits, as it does at
-/// the end of timed steps, until latencies come.
+/// A resume that ends the last (indefinite) pause step does not promote such a canary either:
+/// the promotion waits, as it does at the end of timed steps, until latencies come.
 #[tokio::test(start_paused = true)]
 async fn a_resume_at_the_last_pause_step_waits_for_a_trigger_without_data() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let mut config = support::canary_config("1.1.0");
+    let mut config = latency_unfed_config();
     support::written_steps(
         &mut config,
         serde_json::from_str(r#"[{"setWeight":20},{"pause":{}}]"#).expect("steps"),
     );
-    config.monitoring.latency_threshold = Some(500.0);
-    config.validate().expect("valid");
     let h = world.start(&config).await;
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(h.status().weight, 20.0, "at the indefinite pause");
@@ -369,19 +363,11 @@ async fn a_resume_at_the_last_pause_step_waits_for_a_trigger_without_data() {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let status = h.status();
     assert_eq!(
-        status.stage,
-        serin_orchestrator::Stage::Canary,
+        (status.stage, status.weight),
+        (Stage::Canary, 20.0),
         "{status:?}"
     );
-    assert_eq!(status.weight, 20.0, "{status:?}");
-    world.set_latency("1.1.0", 20.0);
-    let report = h.wait().await.expect("report");
-    support::assert_succeeded(&report);
-    assert_eq!(
-        unfed_said(&report, "the promotion waits").len(),
-        1,
-        "{report}"
-    );
+    succeeds_once_latencies_come(&world, h).await;
 }
 
 /// An operator's promotion while the canary waits for a trigger without data goes through,
@@ -390,26 +376,28 @@ async fn a_resume_at_the_last_pause_step_waits_for_a_trigger_without_data() {
 #[tokio::test(start_paused = true)]
 async fn the_watch_says_why_it_goes_on_after_a_promotion_through_the_wait() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let mut config = support::canary_config("1.1.0");
-    config.monitoring.latency_threshold = Some(500.0);
-    config.max_deployment_duration = Duration::from_secs(1800);
-    config.validate().expect("valid");
+    let config = latency_unfed_config();
     let h = world.start(&config).await;
     // Its steps end at 3 minutes; the trigger would go stale only past 5.
     tokio::time::sleep(Duration::from_secs(200)).await;
-    assert_eq!(h.status().stage, serin_orchestrator::Stage::Canary);
+    assert_eq!(h.status().stage, Stage::Canary);
     h.promote().await.expect("promote");
-    support::until_stage(&h, serin_orchestrator::Stage::Monitoring).await;
+    support::until_stage(&h, Stage::Monitoring).await;
     tokio::time::sleep(config.monitoring.monitoring_duration + Duration::from_secs(20)).await;
-    assert_eq!(h.status().stage, serin_orchestrator::Stage::Monitoring);
-    world.set_latency("1.1.0", 20.0);
-    let report = h.wait().await.expect("report");
-    support::assert_succeeded(&report);
-    assert_eq!(
-        unfed_said(&report, "the promotion waits").len(),
-        1,
-        "{report}"
-    );
+    assert_eq!(h.status().stage, Stage::Monitoring);
+    let report = succeeds_once_latencies_come(&world, h).await;
     let watch = "the watch goes on past monitoringDuration";
     assert_eq!(unfed_said(&report, watch).len(), 1, "{report}");
+}
+
+/// The anomalies of `report` that begin with `what`.
+fn unfed_said<'a>(report: &'a Report, what: &str) -> Vec<&'a String> {
+    report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Anomaly { summary, .. } if summary.starts_with(what) => Some(summary),
+            _ => None,
+        })
+        .collect()
 }
