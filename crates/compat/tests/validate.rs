@@ -980,3 +980,62 @@ fn a_mixed_fleet_counts_api_changes_from_its_oldest_version_and_migrations_from_
         "1.1.0's migration ran with 1.1.0: {result}"
     );
 }
+
+/// On a first install nothing runs, so no client was served what the release history's
+/// reported changes remove: they block nothing, as the same change found by Serin's own diff
+/// of the surfaces does not.
+#[test]
+fn changes_reported_in_the_history_of_a_service_do_not_block_its_first_install() {
+    let orders = |version: &str| ProvidedApi::new("orders", v(version));
+    let removed = breaking::from_oasdiff(
+        "orders",
+        r#"[{"id": "response-property-removed", "level": 3, "operation": "GET",
+            "path": "/orders/{id}", "text": "removed the required property 'total'"}]"#,
+    )
+    .unwrap();
+    let mut reg = Registry::new();
+    reg.add_release("shop", Release::new(v("1.0.0")).providing(orders("2.1.0")))
+        .unwrap();
+    reg.add_release(
+        "shop",
+        Release::new(v("2.0.0")).providing(orders("3.0.0").with_reported(removed)),
+    )
+    .unwrap();
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let first = validator
+        .validate(&Fleet::new(), &Proposal::new().with("shop", v("2.0.0")))
+        .unwrap();
+    assert_ne!(first.verdict, Verdict::Blocked, "{first}");
+    // From 1.0.0, its clients lose the property: blocked.
+    let upgrade = validator
+        .validate(
+            &Fleet::new().with("shop", v("1.0.0")),
+            &Proposal::new().with("shop", v("2.0.0")),
+        )
+        .unwrap();
+    assert_eq!(upgrade.verdict, Verdict::Blocked, "{upgrade}");
+}
+
+/// A dependency that must go back is moved back to the nearest release that matches, and the
+/// recipe says it goes back rather than calling it an upgrade.
+#[test]
+fn a_recipe_does_not_call_a_move_to_an_older_release_an_upgrade() {
+    let reg = registry(&[
+        ("api", &["1.0.0", "2.0.0"]),
+        ("db", &["1.0.0", "1.9.0", "2.0.0"]),
+    ]);
+    let matrix = Matrix::new(vec![requires("api", ">=2.0.0", "db", "^1")], &reg).unwrap();
+    let result = Validator::new(reg, matrix)
+        .unwrap()
+        .validate(
+            &Fleet::new().with("api", v("1.0.0")).with("db", v("2.0.0")),
+            &Proposal::new().with("api", v("2.0.0")),
+        )
+        .unwrap();
+    assert_eq!(result.verdict, Verdict::Blocked, "{result}");
+    let recipe = result.findings[0].recipe.clone().unwrap_or_default();
+    assert_eq!(
+        recipe, "move db back to 1.9.0 in the same change",
+        "{result}"
+    );
+}

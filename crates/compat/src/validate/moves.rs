@@ -281,12 +281,26 @@ impl Validator {
         {
             let from = current.get(other.0).and_then(|s| s.iter().max().cloned());
             let candidate = match needs {
-                Needs::Release(sel) => self
-                    .registry
-                    .releases(os)
-                    .find(|r| !r.yanked && sel.matches(&r.version))
-                    .map(|r| r.version.clone())
-                    .ok_or_else(|| format!("no release of {os} matches {sel}")),
+                // The nearest release that matches: the first after the one running, else the
+                // last before it (the move then goes back).
+                Needs::Release(sel) => {
+                    let matching: Vec<&Version> = self
+                        .registry
+                        .releases(os)
+                        .filter(|r| !r.yanked && sel.matches(&r.version))
+                        .map(|r| &r.version)
+                        .collect();
+                    let nearest = match &from {
+                        Some(f) => matching
+                            .iter()
+                            .find(|r| **r > f)
+                            .or_else(|| matching.last()),
+                        None => matching.first(),
+                    };
+                    nearest
+                        .map(|r| (*r).clone())
+                        .ok_or_else(|| format!("no release of {os} matches {sel}"))
+                }
                 // The first release that offers the API, after the one running.
                 Needs::Api(api, req) => self
                     .registry
@@ -312,13 +326,17 @@ impl Validator {
                         Ok(Route::NoRoute(why)) => e = e.derived(why),
                         Ok(Route::Found(p)) => {
                             recipe = Some(format!(
-                                "upgrade {os} to {target} in the same change (path {p})"
+                                "{} in the same change (path {p})",
+                                move_to(os, &from, &target)
                             ));
                         }
                         Err(_) => {}
                     },
-                    (_, Some(_)) => {
-                        recipe = Some(format!("upgrade {os} to {target} in the same change"));
+                    (_, Some(from)) => {
+                        recipe = Some(format!(
+                            "{} in the same change",
+                            move_to(os, &from, &target)
+                        ));
                     }
                     (_, None) => {
                         recipe = Some(format!("deploy {os} {target} in the same change"));
@@ -608,7 +626,14 @@ impl Validator {
                 .collect()
         };
         let passed = after(old_version);
-        let passed_by_oldest = after(oldest);
+        // The API changes of the releases passed break the clients of what runs; on a first
+        // install nothing runs, so no client was served what they change (as Serin's own diff
+        // of the surfaces finds nothing then).
+        let passed_by_oldest = if oldest.is_some() {
+            after(oldest)
+        } else {
+            Vec::new()
+        };
         let reported = Self::reported_changes(service, &passed_by_oldest, findings, breaking);
         if let Some(oldest) = oldest.and_then(|v| self.registry.release(service, v)) {
             let me = self.index.get(service).copied();
@@ -804,5 +829,15 @@ fn minors_between<'a>(
         Box::new(all.rev())
     } else {
         Box::new(all)
+    }
+}
+
+/// "upgrade `os` to `target`", or "move `os` back to `target`" when it is older than `from`,
+/// what runs: a recipe that calls going back an upgrade misleads the operator who reads it.
+fn move_to(os: &str, from: &Version, target: &Version) -> String {
+    if target < from {
+        format!("move {os} back to {target}")
+    } else {
+        format!("upgrade {os} to {target}")
     }
 }
