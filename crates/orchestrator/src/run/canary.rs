@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::state::{AnyJudge, CanaryRun, DeploymentState, Effect};
 
+use super::observe::triggers_named;
 use super::{Runner, split_percent};
 
 impl Runner {
@@ -169,10 +170,9 @@ impl Runner {
         }
         let unfed = self.promotion_unfed();
         if decision.action == Action::Promote && !unfed.is_empty() {
-            let ids: Vec<String> = unfed.iter().map(|id| format!("`{id}`")).collect();
             let why = format!(
-                "rollback trigger {} judged nothing of {} yet",
-                ids.join(", "),
+                "{} judged nothing of {} yet",
+                triggers_named(&unfed),
                 self.state.to.version
             );
             let mut kinds = kinds;
@@ -202,8 +202,7 @@ impl Runner {
         self.unfed_said(
             unfed,
             "the promotion waits",
-            "the canary is promoted once they get data, or rolled back at \
-             canaryConfig.maxDuration",
+            "the canary is promoted once data comes, or rolled back at canaryConfig.maxDuration",
         )
     }
 

@@ -72,7 +72,8 @@ impl Runner {
     /// One check of the watch after promotion; at its end, once the triggers have seen all of
     /// it (its last stretch included, however short), completion. A watch whose triggers hold
     /// (no usable data, say), whose last check read no data of the new version, or one of
-    /// whose triggers has had no data of it since the promotion, does not end: it goes on checking until they clear and data comes, or the deadline decides
+    /// whose triggers has had no data of it since the promotion, does not end: it goes on
+    /// checking until they clear and data comes, or the deadline decides
     /// (`monitoring.onDeadline`), so the old version is not retired on missing evidence.
     pub(super) async fn monitoring_tick(&mut self) -> Result<()> {
         let now = self.now();
@@ -120,8 +121,8 @@ impl Runner {
         let said = self.unfed_said(
             unfed,
             "the watch goes on past monitoringDuration",
-            "the old version is retired once they get data, or when maxDeploymentDuration runs \
-             out (monitoring.onDeadline)",
+            "the old version is retired once data comes, or when maxDeploymentDuration runs out \
+             (monitoring.onDeadline)",
         );
         self.commit(Vec::new(), said.into_iter().collect()).await
     }

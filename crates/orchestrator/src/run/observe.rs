@@ -483,9 +483,7 @@ impl Runner {
         }
         ids
     }
-}
 
-impl Runner {
     /// The rollback triggers of the new version that have judged nothing of it since `since`
     /// (its promotion, or when its arm began taking traffic): not one usable input (a metric
     /// its source does not report, a probe never recorded). Their silence is no evidence, yet
@@ -518,30 +516,25 @@ impl Runner {
         if self.unfed_told.0 == what && self.unfed_told.1 == unfed {
             return None;
         }
-        let names: Vec<String> = unfed.iter().map(|id| format!("`{id}`")).collect();
-        let (plural, they) = if unfed.len() == 1 {
-            ("", "it")
-        } else {
-            ("s", "they")
-        };
-        let until = if unfed.len() == 1 {
-            until.replace("they get", "it gets")
-        } else {
-            until.to_owned()
-        };
         let said = EventKind::Anomaly {
             source: "rollback triggers".into(),
             severity: "hold".into(),
             summary: format!(
-                "{what}: rollback trigger{plural} {} had no data of {} yet, so {they} judged \
-                 nothing; {until}",
-                names.join(", "),
+                "{what}: {} judged nothing of {} yet, having had no data of it; {until}",
+                triggers_named(&unfed),
                 self.state.to.version,
             ),
         };
         self.unfed_told = (what.to_owned(), unfed);
         Some(said)
     }
+}
+
+/// `rollback trigger `a``, or `rollback triggers `a`, `b``.
+pub(super) fn triggers_named(ids: &[String]) -> String {
+    let names: Vec<String> = ids.iter().map(|id| format!("`{id}`")).collect();
+    let plural = if ids.len() == 1 { "" } else { "s" };
+    format!("rollback trigger{plural} {}", names.join(", "))
 }
 
 /// What excuses a stale trigger's missing data: its arm serves no traffic, or began taking

@@ -569,9 +569,10 @@ impl Runner {
     /// old version is retired, so nothing rolls back), the steps that follow a cancelled or
     /// failed one (which may be partly carried out too, and a later step may depend on it, as
     /// Helm stops its hooks at the first that fails) are not started but recorded as due, with
-    /// the reason, for an operator; so are the steps whose turn comes
-    /// past the deadline (as when `monitoring.onDeadline: complete` finishes the deployment at
-    /// its deadline): an unbounded migration past the deadline is what the deadline forbids.
+    /// the reason, for an operator; so are the steps whose turn comes past the deadline (as
+    /// when `monitoring.onDeadline: complete` finishes the deployment at its deadline): an
+    /// unbounded migration past the deadline is what the deadline forbids. A step journalled
+    /// as failed before a restart stops its side in the same way on resume.
     pub(super) async fn run_steps(
         &mut self,
         pre: bool,
