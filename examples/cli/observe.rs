@@ -205,6 +205,7 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
     let state = deployed(ctx, &states, &service)?;
     let mut stack = ctx.stack(&states, &state, &config, "monitor").await?;
     let interval = interval.min(duration);
+    let hold = config.monitoring.consecutive_failures.max(1);
     let result = async {
         stack.start_load().await?;
         let began = stack.now();
@@ -220,7 +221,6 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
         // A breach counts once it lasts `consecutiveFailures` samples, as the deployment's
         // watch counts it; a sample without requests neither extends nor ends it.
         let (mut run, mut breach) = (0_u32, None::<Vec<String>>);
-        let hold = config.monitoring.consecutive_failures.max(1);
         let span = Duration::from_secs(interval.as_secs().max(1));
         for _ in 0..steps {
             tokio::time::sleep(interval).await;
@@ -296,7 +296,6 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
             text,
             "over its thresholds for {hold} samples in a row (monitoring.consecutiveFailures): {}",
             over.join(", "),
-            hold = config.monitoring.consecutive_failures.max(1)
         );
     }
     if let Some(t) = &tally {
