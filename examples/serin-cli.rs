@@ -14,6 +14,7 @@
 //! target/debug/examples/serin-cli logs --tail 20
 //! target/debug/examples/serin-cli rollback                           # back to 1.0.0
 //! target/debug/examples/serin-cli --backend sim --state-dir .serin-sim deploy --version 1.0.0
+//! mkdir -p data                                                      # the directory backed up
 //! target/debug/examples/serin-cli --backup-dir data deploy --version 1.3.0   # snapshot data/ first
 //! target/debug/examples/serin-cli --backup-dir data backups                  # what was kept
 //! ```
@@ -99,8 +100,8 @@
 //!   and the SMTP server. Deliveries run in the background while the deployment goes on; the
 //!   command waits up to 10 s at its end for what is still queued, and warns on stderr of
 //!   what failed or was dropped. (On the sim backend deliveries keep real time.)
-//! - **Backups:** with `--backup-dir DIR` every deployment first snapshots that directory
-//!   (`DirectorySnapshot`); with `--backup-postgres "host=... port=... user=... dbname=..."`
+//! - **Backups:** with `--backup-dir DIR` every deployment first snapshots that directory,
+//!   which must exist (`DirectorySnapshot`); with `--backup-postgres "host=... port=... user=... dbname=..."`
 //!   it first dumps that database with `pg_dump` (`PostgresBackup`, dump mode; the password
 //!   from `password=` or `PGPASSWORD`). One of the two at a time; the backups are kept under
 //!   `<state-dir>/backups/`, the last `--backup-keep` (default 5) of the service. `backups`
@@ -135,7 +136,10 @@
 //! cleans up (delivers queued notifications, at most 10 s, and stops the processes): a first
 //! signal then says the deployment has already ended and lets the cleanup finish, and a second
 //! quits at once with the outcome's exit status (0 or 1, not 5) and its report; only the
-//! undelivered notifications are lost. A command killed outright (SIGKILL) leaves its deployment
+//! undelivered notifications are lost. Between the orchestrator's last record and the command
+//! recording the end in `state.json` there is a short window (tens of milliseconds): a second
+//! signal that lands in it still quits with exit 5, though the journal already shows the
+//! deployment finished, and `status` says it was interrupted until the next deployment. A command killed outright (SIGKILL) leaves its deployment
 //! unfinished in the journal, and `status` says it was interrupted; on the local backend its
 //! demo processes stop by themselves once it is gone (their standard input, a pipe the command
 //! held, closes), and the next command brings the recorded version back up. Either way, that
