@@ -1039,3 +1039,26 @@ fn a_recipe_does_not_call_a_move_to_an_older_release_an_upgrade() {
         "{result}"
     );
 }
+
+/// A dependency that runs nowhere yet is deployed at the newest release that matches.
+#[test]
+fn a_recipe_deploys_a_missing_dependency_at_its_newest_matching_release() {
+    let reg = registry(&[
+        ("api", &["1.0.0", "2.0.0"]),
+        ("db", &["1.0.0", "1.9.0", "2.0.0"]),
+    ]);
+    let matrix = Matrix::new(vec![requires("api", ">=2.0.0", "db", "^1")], &reg).unwrap();
+    let result = Validator::new(reg, matrix)
+        .unwrap()
+        .validate(
+            &Fleet::new().with("api", v("1.0.0")),
+            &Proposal::new().with("api", v("2.0.0")),
+        )
+        .unwrap();
+    let recipe = result
+        .findings
+        .iter()
+        .find_map(|f| f.recipe.clone())
+        .unwrap_or_default();
+    assert_eq!(recipe, "deploy db 1.9.0 in the same change", "{result}");
+}

@@ -282,7 +282,7 @@ impl Validator {
             let from = current.get(other.0).and_then(|s| s.iter().max().cloned());
             let candidate = match needs {
                 // The nearest release that matches: the first after the one running, else the
-                // last before it (the move then goes back).
+                // last before it (the move then goes back); with none running, the newest.
                 Needs::Release(sel) => {
                     let matching: Vec<&Version> = self
                         .registry
@@ -295,7 +295,7 @@ impl Validator {
                             .iter()
                             .find(|r| **r > f)
                             .or_else(|| matching.last()),
-                        None => matching.first(),
+                        None => matching.last(),
                     };
                     nearest
                         .map(|r| (*r).clone())
