@@ -10,8 +10,10 @@
 //!   idle connection the proxy closed before the request was written goes out once more on a
 //!   new connection, as HTTP clients resend it (RFC 9112 §9.3.1): the proxy never saw it.
 //! - At most `max_in_flight` requests are in flight at once ([`DEFAULT_MAX_IN_FLIGHT`] unless
-//!   given); a request that falls due while that many are is counted as **not sent** rather
-//!   than delayed, so the rate is never silently lower than asked.
+//!   given); a request that falls due while that many are waits one period at most for a
+//!   free slot, and is counted as **not sent** if none frees, so the rate is never silently
+//!   lower than asked. A request that fell due but was never sent when the load stops counts
+//!   as not sent too.
 //! - The latency of an answer is measured from the moment its request was **due**, not from when
 //!   it left: a scheduler that fell behind (a busy runtime) sends the requests it owes at once and
 //!   their wait shows as latency, not as a lower rate.
@@ -252,29 +254,62 @@ impl Drop for Load {
 /// Starts a request every `1 / rps` seconds, each due at `start + n / rps` and measured from
 /// then, until told to stop; then waits for the requests in flight (at most [`STOP_WAIT`],
 /// then cancels those left and counts them as unanswered).
+///
+/// At the bound of requests in flight, a request waits for a free slot for one period at
+/// most: requests in flight that are merely young (the burst of those a scheduler that fell
+/// behind owed) answer within it, and one that finds no slot then is not sent, as the answers
+/// are too slow for the rate. Requests that fell due but were never sent when the load stops
+/// (the scheduler was behind) are counted as not sent too: every request that fell due is
+/// counted once.
 async fn schedule(shared: Arc<Shared>, rps: f64, max_in_flight: usize, stop: Arc<Notify>) {
     let start = Instant::now();
-    let mut in_flight = JoinSet::new();
-    for n in 0u64.. {
-        // A request due past what the clock can hold (at a rate of one in many years) never
-        // falls due: the load waits for its stop.
-        let Some(due) = Duration::try_from_secs_f64(n as f64 / rps)
+    let due_at = |n: u64| {
+        Duration::try_from_secs_f64(n as f64 / rps)
             .ok()
             .and_then(|after| start.checked_add(after))
-        else {
+    };
+    let period = Duration::try_from_secs_f64(1.0 / rps).unwrap_or(Duration::MAX);
+    // The requests from the `n`th on that fell due by now, never sent: the scheduler was
+    // behind when the stop came.
+    let owed = |n: u64| {
+        let now = Instant::now();
+        (n..)
+            .take_while(|&k| due_at(k).is_some_and(|d| d <= now))
+            .count() as u64
+    };
+    let mut in_flight = JoinSet::new();
+    let mut n = 0u64;
+    loop {
+        // A request due past what the clock can hold (at a rate of one in many years) never
+        // falls due: the load waits for its stop.
+        let Some(due) = due_at(n) else {
             stop.notified().await;
             break;
         };
         tokio::select! {
             biased;
-            () = stop.notified() => break,
+            () = stop.notified() => {
+                shared.tally().not_sent += owed(n);
+                break;
+            }
             // A request already due (the scheduler fell behind) is sent at once.
             () = tokio::time::sleep_until(due) => {}
         }
+        n += 1;
         while in_flight.try_join_next().is_some() {}
         if in_flight.len() >= max_in_flight {
-            shared.tally().not_sent += 1;
-            continue;
+            let slot = tokio::select! {
+                biased;
+                () = stop.notified() => {
+                    shared.tally().not_sent += 1 + owed(n);
+                    break;
+                }
+                freed = tokio::time::timeout(period, in_flight.join_next()) => freed.is_ok(),
+            };
+            if !slot {
+                shared.tally().not_sent += 1;
+                continue;
+            }
         }
         in_flight.spawn(request(Arc::clone(&shared), due));
     }
@@ -636,15 +671,49 @@ mod tests {
         assert!((440.0..=520.0).contains(&late), "{t}");
     }
 
+    /// A scheduler held up for a second at 320 requests a second owes more requests than the
+    /// bound of requests in flight (192 more): it sends them as the young ones in flight
+    /// answer, and does not count them as not sent, since no answer was slow. (At most one
+    /// is: under paused time, a moment when every request in flight waits on the network lets
+    /// the clock jump to the end of a slot's wait.)
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_owed_by_a_held_up_scheduler_is_sent_not_dropped() {
+        let (addr, _, server) = slow(Duration::ZERO).await;
+        let load = Load::start(addr, 320.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::advance(Duration::from_millis(1_000)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = load.stop().await;
+        server.abort();
+        assert!(t.unanswered == 0 && t.not_sent <= 1, "{t}");
+        assert_eq!(t.answered + t.not_sent, 641, "due at 0 .. 2000 ms: {t}");
+    }
+
+    /// Stopped while the scheduler still owes requests (it was held up), the load counts those
+    /// that fell due as not sent: every request that fell due is counted once.
+    #[tokio::test(start_paused = true)]
+    async fn requests_owed_when_the_load_stops_are_counted_not_sent() {
+        let (addr, _, server) = slow(Duration::ZERO).await;
+        let load = Load::start(addr, 100.0).expect("start");
+        tokio::time::sleep(Duration::from_millis(495)).await;
+        tokio::time::advance(Duration::from_millis(1_000)).await;
+        let t = load.stop().await;
+        server.abort();
+        // Due at 0, 10, ..., 1490 ms.
+        assert_eq!(t.answered + t.unanswered + t.not_sent, 150, "{t}");
+        assert_eq!(t.answered, 50, "{t}");
+    }
+
     /// The service holds every request: past the bound of requests in flight, those that fall
-    /// due are counted as not sent, at the load's rate, and no more connections are opened.
+    /// due are counted as not sent, at the load's rate (each once it has waited a period for a
+    /// slot: by 975 ms, those due from 150 to 900 ms), and no more connections are opened.
     #[tokio::test(start_paused = true)]
     async fn requests_due_at_the_in_flight_bound_are_counted_not_sent() {
         let (addr, accepted, server) = silent().await;
         let load = Load::start_bounded(addr, 20.0, 3).expect("start");
         tokio::time::sleep(Duration::from_millis(975)).await;
         let t = load.tally();
-        assert_eq!((t.answered, t.unanswered, t.not_sent), (0, 0, 17), "{t}");
+        assert_eq!((t.answered, t.unanswered, t.not_sent), (0, 0, 16), "{t}");
         assert_eq!(*accepted.lock().unwrap(), 3);
         drop(load);
         server.abort();
