@@ -352,18 +352,24 @@ pub async fn check_invalid_splits_refused(router: &dyn TrafficRouter) {
     assert!(TrafficSplit::new(Vec::<(&str, Weight)>::new()).is_err());
 
     apply_ok(router, &base()).await;
-    let g = router.capabilities().weight_granularity();
-    if g.bps() > 1 {
+    let g = router.capabilities().weight_granularity().bps();
+    // A share of `d` for every divisor `d` of 100% finer than the granularity: each is off the
+    // granularity but on every finer one that divides 100%, so a router that checks a finer
+    // granularity than it claims (1% for a claimed 5%) accepts one of them and is seen.
+    for d in (1..g).filter(|d| Weight::TOTAL_BPS.is_multiple_of(*d)) {
         let finer = must(
-            Weight::from_bps(Weight::TOTAL_BPS - 1).and_then(|rest| {
-                TrafficSplit::new([("stable", rest), ("canary", Weight::ONE_BPS)])
+            Weight::from_bps(d).and_then(|share| {
+                TrafficSplit::new([("stable", share.complement()), ("canary", share)])
             }),
             "a split finer than the granularity",
         );
-        // stable 99.99%, canary 0.01%: not a multiple of any granularity above one basis point.
         assert_refused(router, &finer, Capability::WeightGranularity).await;
         if router.capabilities().mirroring() {
-            let mirror = must(Mirror::new("shadow", Weight::ONE_BPS), "a mirror of 0.01%");
+            let share = must(Weight::from_bps(d), "a mirror share");
+            let mirror = must(
+                Mirror::new("shadow", share),
+                "a mirror finer than the granularity",
+            );
             let finer_mirror = one_step(router).with_mirror(mirror);
             assert_refused(router, &finer_mirror, Capability::WeightGranularity).await;
         }

@@ -117,8 +117,12 @@ impl Weight {
         if percent > 100.0 {
             return Err(Error::invalid(field, percent, "must be at most 100%"));
         }
-        let bps = (percent * 100.0).round();
-        if (percent * 100.0 - bps).abs() > 1e-6 {
+        // Two decimals as a float carry its rounding, a few units in the last place of
+        // `percent × 100`, never more: a share finer than a basis point (`0.000000001`) is
+        // refused, not rounded away to 0%.
+        let scaled = percent * 100.0;
+        let bps = scaled.round();
+        if (scaled - bps).abs() > 4.0 * f64::EPSILON * scaled.max(1.0) {
             return Err(Error::invalid(
                 field,
                 percent,
@@ -244,10 +248,25 @@ mod tests {
             (-1.0, "negative"),
             (f64::NAN, "finite"),
             (0.001, "two decimals"),
+            // Finer than the old absolute tolerance of a millionth of a basis point: refused,
+            // not rounded away to 0%, nor to 99.99%.
+            (0.000_000_001, "two decimals"),
+            (99.989_999_999_9, "two decimals"),
         ] {
             let msg = Weight::from_percent_f64(p).unwrap_err().to_string();
             assert!(msg.contains("weight") && msg.contains(why), "{p}: {msg}");
         }
+        // Two decimals as written or computed keep their float rounding and are taken.
+        for (p, bps) in [
+            (0.07, 7),
+            (12.34, 1_234),
+            (99.99, 9_999),
+            (100.0 - 33.33, 6_667),
+        ] {
+            assert_eq!(Weight::from_percent_f64(p).map(Weight::bps), Ok(bps), "{p}");
+        }
+        let json = r#"{"backends":[{"name":"a","weight":99.999999999},{"name":"b","weight":0.000000001}]}"#;
+        assert!(serde_json::from_str::<crate::TrafficSplit>(json).is_err());
         assert!(Weight::from_bps(10_001).is_err());
         assert!(Weight::from_percent(101).is_err());
     }

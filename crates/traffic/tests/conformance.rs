@@ -20,6 +20,9 @@ enum Flaw {
     DropsRoutes,
     /// Claims whole-percent weights but accepts anything.
     IgnoresGranularity,
+    /// Claims whole-percent weights but checks them against tenths of a percent, finer than
+    /// it claims: a split at 0.5% goes through, which its backend would round away.
+    ChecksFinerThanClaimed,
     /// Adds the routes of a split but never removes them, so a plain split keeps the old ones.
     KeepsOldRoutes,
     /// Claims mirroring and whole-percent weights, but checks only the weights: a mirror
@@ -134,6 +137,13 @@ impl TrafficRouter for Proxy {
         }
         match self.flaw {
             Flaw::IgnoresGranularity => {}
+            Flaw::ChecksFinerThanClaimed => {
+                let tenths = self
+                    .caps
+                    .with_weight_granularity(Weight::from_bps(10).unwrap())
+                    .unwrap();
+                tenths.check(split, self.name())?;
+            }
             Flaw::IgnoresMirrorShare => self.caps.check(&split.plain(), self.name())?,
             _ => self.caps.check(split, self.name())?,
         }
@@ -229,6 +239,12 @@ async fn a_router_that_cannot_take_a_route_away_is_caught() {
 #[should_panic(expected = "although it does not claim weights this fine")]
 async fn a_router_that_accepts_finer_weights_than_it_claims_is_caught() {
     testkit::check_invalid_splits_refused(&Proxy::new(Flaw::IgnoresGranularity)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "although it does not claim weights this fine")]
+async fn a_router_that_checks_finer_weights_than_it_claims_is_caught() {
+    testkit::check_invalid_splits_refused(&Proxy::new(Flaw::ChecksFinerThanClaimed)).await;
 }
 
 #[tokio::test]
