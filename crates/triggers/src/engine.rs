@@ -266,11 +266,14 @@ impl Engine {
             }
             if let Some(verdict) = slot.trigger.observe(obs)?
                 && let Some(timing) = &slot.timing
-                && let Some(tr) =
-                    slot.lifecycle
-                        .observe(verdict, slot.trigger.verdict_time(at), timing)
             {
-                self.events.push_back(event(&slot.trigger, tr));
+                let tr = slot
+                    .lifecycle
+                    .observe(verdict, slot.trigger.verdict_time(at), timing);
+                slot.lifecycle.advance(at);
+                if let Some(tr) = tr {
+                    self.events.push_back(event(&slot.trigger, tr));
+                }
             }
         }
         Ok(())
@@ -294,11 +297,14 @@ impl Engine {
             };
             if let Some(verdict) = slot.trigger.observe_health(signal)
                 && let Some(timing) = &slot.timing
-                && let Some(tr) =
-                    slot.lifecycle
-                        .observe(verdict, slot.trigger.verdict_time(signal.at), timing)
             {
-                self.events.push_back(event(&slot.trigger, tr));
+                let tr =
+                    slot.lifecycle
+                        .observe(verdict, slot.trigger.verdict_time(signal.at), timing);
+                slot.lifecycle.advance(signal.at);
+                if let Some(tr) = tr {
+                    self.events.push_back(event(&slot.trigger, tr));
+                }
             }
         }
     }

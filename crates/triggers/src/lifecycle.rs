@@ -258,6 +258,12 @@ impl Lifecycle {
         })
     }
 
+    /// Moves the clock to an input of time `at` that a merging trigger took, whatever data
+    /// time its verdict stands for.
+    pub fn advance(&mut self, at: Timestamp) {
+        self.clock = self.clock.max(at);
+    }
+
     /// Whether an input of data time `at` would be taken: it is neither older than the last
     /// data taken (late, or old data sent again) nor older than `staleAfter` at the clock (stale
     /// on arrival).

@@ -52,8 +52,23 @@ use crate::trigger::{Trigger, found, track_heap};
 /// # Ok::<(), serin_triggers::Error>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "WrittenCusum"
+)]
 pub struct Cusum {
+    threshold: f64,
+    statistic: f64,
+    dispersion: f64,
+}
+
+/// A [`Cusum`] as read back, before it is checked: a damaged one (a threshold that is not
+/// positive, a statistic outside where updates keep it) is refused rather than left to
+/// misjudge, or to panic in [`Cusum::update`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WrittenCusum {
     threshold: f64,
     statistic: f64,
     #[serde(default = "one")]
@@ -62,6 +77,34 @@ pub struct Cusum {
 
 fn one() -> f64 {
     1.0
+}
+
+impl TryFrom<WrittenCusum> for Cusum {
+    type Error = Error;
+
+    fn try_from(w: WrittenCusum) -> Result<Self> {
+        if !(w.threshold.is_finite() && w.threshold > 0.0) {
+            return Err(Error::config(
+                "cusum.threshold",
+                w.threshold,
+                "must be a finite positive log run length",
+            ));
+        }
+        // The tolerance allows for the last digit of a statistic capped at `2h` read back.
+        if !(0.0..=2.0 * w.threshold + 1e-9).contains(&w.statistic) {
+            return Err(Error::config(
+                "cusum.statistic",
+                w.statistic,
+                "must lie in [0, 2 × threshold], where updates keep it",
+            ));
+        }
+        Cusum {
+            threshold: w.threshold,
+            statistic: w.statistic,
+            dispersion: 1.0,
+        }
+        .with_dispersion(w.dispersion)
+    }
 }
 
 impl Cusum {
@@ -439,6 +482,14 @@ impl Trigger for ErrorSpikeTrigger {
                 Verdict::Ok
             }));
         }
+        let gap = c.requests() > 0
+            && self
+                .state
+                .last_judged
+                .is_some_and(|l| at.saturating_duration_since(l) > self.config.stale_after);
+        if gap {
+            self.state.window = CountRing::new(self.config.window_size);
+        }
         self.state.window.add(at, c);
         let window = self.state.window.sum(at);
         self.state.last_window = window;
@@ -451,11 +502,7 @@ impl Trigger for ErrorSpikeTrigger {
         // the statistic holds: kept, a spike from before a silence (the canary rolled back)
         // would make the first healthy window after it breach, and fire again.
         if c.requests() > 0 {
-            if self
-                .state
-                .last_judged
-                .is_some_and(|l| at.saturating_duration_since(l) > self.config.stale_after)
-            {
+            if gap {
                 self.state.cusum.reset();
             }
             self.state.last_judged = Some(at);
@@ -605,6 +652,29 @@ mod tests {
             w,
             Measurement::Counts(Counts::new(requests, errors).unwrap()),
         )
+    }
+
+    /// A damaged CUSUM read back is refused, naming the field, rather than left to panic in
+    /// `update` (a negative threshold made its clamp's bounds cross); a sound one reads back.
+    #[test]
+    fn a_saved_cusum_is_checked_when_read() {
+        for (json, field) in [
+            (r#"{"threshold":-1.0,"statistic":0.0}"#, "cusum.threshold"),
+            (r#"{"threshold":0.0,"statistic":0.0}"#, "cusum.threshold"),
+            (r#"{"threshold":2.0,"statistic":4.5}"#, "cusum.statistic"),
+            (r#"{"threshold":2.0,"statistic":-1.0}"#, "cusum.statistic"),
+            (
+                r#"{"threshold":2.0,"statistic":0.0,"dispersion":0.5}"#,
+                "dispersion",
+            ),
+        ] {
+            let msg = serde_json::from_str::<Cusum>(json).unwrap_err().to_string();
+            assert!(msg.contains(field), "{json}: {msg}");
+        }
+        let mut c = Cusum::with_average_run_length(100.0).unwrap();
+        c.update(10, 100, 0.02, 0.03);
+        let back: Cusum = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
     }
 
     #[test]

@@ -99,3 +99,49 @@ fn a_call_metric_of_latency_is_refused() {
     .unwrap_err();
     assert!(err.contains("triggers[0].callMetric"), "{err}");
 }
+
+/// A snapshot of a merged trigger taken right after it was fed reads back: the baseline's view
+/// of a dependency, or an `unknown` probe result, moves the trigger's own clock past the data
+/// time its verdict stands for, and the engine's clock moves with it.
+#[test]
+fn an_engine_fed_newer_baseline_or_unknown_results_resumes() {
+    let mut e = engine(DB);
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 10));
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 11));
+    let saved = serde_json::to_string(&e).unwrap();
+    if let Err(err) = serde_json::from_str::<Engine>(&saved) {
+        panic!("dependency: the engine's own snapshot is refused: {err}");
+    }
+
+    let mut e =
+        engine(r#"{"triggers": [{"kind":"healthCheck","id":"ready","checkType":"readiness"}]}"#);
+    e.observe_health(&readiness("a", ProbeStatus::Pass, 10));
+    e.observe_health(&readiness("b", ProbeStatus::Unknown, 11));
+    let saved = serde_json::to_string(&e).unwrap();
+    if let Err(err) = serde_json::from_str::<Engine>(&saved) {
+        panic!("health check: the engine's own snapshot is refused: {err}");
+    }
+}
+
+/// The same after a tick, when a probe's completion time is a little ahead of the caller's
+/// `now` (probe times stamped by another machine's clock).
+#[test]
+fn a_baseline_probe_stamped_after_the_tick_still_resumes() {
+    let mut e = engine(DB);
+    let at = Timestamp::from_millis;
+    let pg = |track, ms| {
+        HealthSignal::new(
+            track,
+            Probe::Dependency("postgres".into()),
+            ProbeStatus::Pass,
+            at(ms),
+        )
+    };
+    e.observe_health(&pg(Track::Canary, 10_000));
+    e.observe_health(&pg(Track::Stable, 10_400));
+    e.tick(at(10_300));
+    let saved = serde_json::to_string(&e).unwrap();
+    if let Err(err) = serde_json::from_str::<Engine>(&saved) {
+        panic!("the engine's own snapshot is refused: {err}");
+    }
+}
