@@ -666,7 +666,10 @@ pub struct DependencyFailureConfig {
     #[serde(default = "stable")]
     pub baseline_track: Track,
     /// Consecutive failed checks of one stream (probes, or call windows) that count as failing
-    /// (default 3).
+    /// (default 3). Every probe result of the watched track is one check, whatever instance it
+    /// names: a source that probes the dependency from each instance gives one check per
+    /// instance and round, so set this to the checks of the rounds it should span (3 rounds
+    /// of 3 instances: 9), or probe once per track, as the simulator does.
     #[serde(default = "three")]
     pub failure_threshold: u32,
     /// A metric carrying the counts of calls to the dependency.
