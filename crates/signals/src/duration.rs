@@ -70,7 +70,8 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
-        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= u64::MAX as f64 {
+        // `u64::MAX as f64` is 2⁶⁴, one past the largest: below it, every whole float fits.
+        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 {
             Ok(Duration::from_millis(v as u64))
         } else {
             Err(E::custom(format!(
@@ -181,5 +182,14 @@ mod tests {
                 "{bad}: {msg}"
             );
         }
+    }
+
+    /// Milliseconds past `u64::MAX` are refused whether written as a number or a string.
+    #[test]
+    fn milliseconds_past_the_largest_are_refused_in_either_form() {
+        let quoted = serde_json::from_str::<T>(r#"{"d":"18446744073709551616"}"#);
+        assert!(quoted.is_err(), "{quoted:?}");
+        let bare = serde_json::from_str::<T>(r#"{"d":18446744073709551616}"#);
+        assert!(bare.is_err(), "{bare:?}");
     }
 }

@@ -96,11 +96,18 @@ impl StoreRepr {
                 reason,
             ))
         };
-        if self.bin_limit != BIN_LIMIT as usize || self.bins.len() > self.bin_limit {
+        if self.bin_limit != BIN_LIMIT as usize {
             return invalid(
-                "binLimit",
+                "bin_limit",
                 &self.bin_limit,
-                "must be the sketch's 2048 bins, with no more bins than that",
+                "must be the sketch's 2048 bins",
+            );
+        }
+        if self.bins.len() > self.bin_limit {
+            return invalid(
+                "bins",
+                &format!("{} bins", self.bins.len()),
+                "must be at most the sketch's 2048 bins",
             );
         }
         let total = self.bins.iter().try_fold(0u64, |t, b| t.checked_add(*b));
@@ -116,7 +123,7 @@ impl StoreRepr {
         let last = first + self.bins.len() as i64 - 1;
         if !(first <= lo && lo <= hi && hi <= last) {
             return invalid(
-                "minKey",
+                "min_key",
                 &format!("{lo}..={hi}"),
                 &format!("the keys must lie within the bins' keys {first}..={last}"),
             );
@@ -129,7 +136,7 @@ impl StoreRepr {
             return invalid(
                 "bins",
                 &"[..]",
-                "a bin outside minKey..=maxKey holds values",
+                "a bin outside min_key..=max_key holds values",
             );
         }
         // A store that collapsed its lowest bins fills all of them, from its lowest key up, and
@@ -159,17 +166,17 @@ impl DdSketchRepr {
             ));
         }
         self.store.check("latencySketch.store")?;
-        self.negative_store.check("latencySketch.negativeStore")?;
+        self.negative_store.check("latencySketch.negative_store")?;
         if self.negative_store.count > 0 {
             return Err(Error::invalid(
-                "latencySketch.negativeStore.count",
+                "latencySketch.negative_store.count",
                 self.negative_store.count,
                 "must be 0: latencies are never negative",
             ));
         }
         let Some(count) = self.store.count.checked_add(self.zero_count) else {
             return Err(Error::invalid(
-                "latencySketch.zeroCount",
+                "latencySketch.zero_count",
                 self.zero_count,
                 "overflows the count of values",
             ));
@@ -187,13 +194,33 @@ impl DdSketchRepr {
                 ),
             ));
         }
-        let finite = [self.min, self.max, self.sum].iter().all(|v| v.is_finite());
-        if !(finite && 0.0 <= self.min && self.min <= self.max && self.sum >= 0.0) {
-            return Err(Error::invalid(
-                "latencySketch.min",
-                format!("min {}, max {}, sum {}", self.min, self.max, self.sum),
-                "must be finite with 0 <= min <= max and a sum >= 0",
-            ));
+        for (name, value, ok, reason) in [
+            (
+                "max",
+                self.max,
+                self.max >= 0.0,
+                "must be finite and at least 0",
+            ),
+            (
+                "min",
+                self.min,
+                (0.0..=self.max).contains(&self.min),
+                "must be finite, at least 0 and at most max",
+            ),
+            (
+                "sum",
+                self.sum,
+                self.sum >= 0.0,
+                "must be finite and at least 0",
+            ),
+        ] {
+            if !(value.is_finite() && ok) {
+                return Err(Error::invalid(
+                    format!("latencySketch.{name}"),
+                    value,
+                    reason,
+                ));
+            }
         }
         self.check_extremes(count)?;
         let inner = serde_json::to_value(self)
@@ -652,11 +679,11 @@ mod tests {
             ),
             (
                 edited(|v| v["store"]["offset"] = 10_000.into()),
-                "latencySketch.store.minKey",
+                "latencySketch.store.min_key",
             ),
             (
                 edited(|v| v["store"]["bin_limit"] = 10.into()),
-                "latencySketch.store.binLimit",
+                "latencySketch.store.bin_limit",
             ),
             (
                 edited(|v| v["store"]["max_key"] = v["store"]["min_key"].clone()),
@@ -666,11 +693,11 @@ mod tests {
                 edited(|v| {
                     v["negative_store"] = v["store"].clone();
                 }),
-                "latencySketch.negativeStore.count",
+                "latencySketch.negative_store.count",
             ),
             (
                 edited(|v| v["zero_count"] = u64::MAX.into()),
-                "latencySketch.zeroCount",
+                "latencySketch.zero_count",
             ),
             (
                 edited(|v| v["zero_count"] = LatencySketch::MAX_VALUES.into()),
@@ -842,5 +869,26 @@ mod tests {
         let back: LatencySketch =
             serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    /// A sketch read back that is refused names the field that is wrong, with its value, by
+    /// the name the document gives it.
+    #[test]
+    fn a_refused_sketch_names_the_field_at_fault() {
+        let e = edited(|v| v["sum"] = (-1.0).into())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("latencySketch.sum `-1`"), "{e}");
+        let e = edited(|v| v["max"] = (-5.0).into())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("latencySketch.max `-5`"), "{e}");
+        let e = edited(|v| {
+            let bins = v["store"]["bins"].as_array_mut().unwrap();
+            bins.resize(2_049, 0.into());
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("latencySketch.store.bins `2049 bins`"), "{e}");
     }
 }

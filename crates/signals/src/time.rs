@@ -147,9 +147,12 @@ impl Window {
         self.start <= t && t < self.end
     }
 
-    /// Whether the two windows share any instant.
+    /// Whether the two windows share any instant (an empty window holds none).
     pub fn overlaps(&self, other: &Window) -> bool {
-        self.start < other.end && other.start < self.end
+        self.start < self.end
+            && other.start < other.end
+            && self.start < other.end
+            && other.start < self.end
     }
 }
 
@@ -202,5 +205,16 @@ mod tests {
             Timestamp::from_millis(u64::MAX).to_string(),
             "18446744073709551615 ms since the Unix epoch"
         );
+    }
+
+    /// An empty window holds no instant, so it shares none with another window.
+    #[test]
+    fn an_empty_window_overlaps_nothing() {
+        let at = Timestamp::from_millis;
+        let empty = Window::new(at(5), at(5)).unwrap();
+        let around = Window::new(at(0), at(10)).unwrap();
+        assert!(!empty.overlaps(&around), "{empty} overlaps {around}");
+        assert!(!around.overlaps(&empty), "{around} overlaps {empty}");
+        assert!(around.overlaps(&Window::new(at(9), at(12)).unwrap()));
     }
 }
