@@ -254,13 +254,21 @@ impl<'a> Sample<'a> {
     /// when the measurement has them; the sequential count judge uses the stated share to notice
     /// a change of split.
     ///
-    /// Errors if the metrics differ, the windows differ, or the share is not in `(0, 1)`.
+    /// Errors if the tracks are the same (a track compared with itself passes any canary),
+    /// the metrics differ, the windows differ, or the share is not in `(0, 1)`.
     pub fn new(
         baseline: &'a Observation,
         canary: &'a Observation,
         canary_share: Option<f64>,
         now: Timestamp,
     ) -> Result<Self> {
+        if baseline.track == canary.track {
+            return Err(Error::invalid_input(
+                "sample.canary.track",
+                &canary.track,
+                "is also sample.baseline.track: a sample compares two tracks",
+            ));
+        }
         if baseline.metric != canary.metric {
             return Err(Error::invalid_input(
                 "sample.canary.metric",

@@ -289,13 +289,16 @@ fn a_metric_whose_sample_never_comes_has_missing_points_for_that_window() {
     let (ob, oc) = errors_at(0, 10);
     let old = Judge::observe(&mut a, &sample(&ob, &oc, 0)).unwrap_err();
     assert!(old.to_string().contains("older"), "{old}");
-    let other = Observation::new(
-        Metric::Cpu,
-        Track::Stable,
-        second(1),
-        serin_signals::Measurement::NoData,
-    );
-    let stray = Judge::observe(&mut a, &sample(&other, &other, 1)).unwrap_err();
+    let stray_of = |track| {
+        Observation::new(
+            Metric::Cpu,
+            track,
+            second(1),
+            serin_signals::Measurement::NoData,
+        )
+    };
+    let (other_b, other_c) = (stray_of(Track::Stable), stray_of(Track::Canary));
+    let stray = Judge::observe(&mut a, &sample(&other_b, &other_c, 1)).unwrap_err();
     assert!(stray.to_string().contains("no binding"), "{stray}");
     assert_eq!(a, before);
     Judge::observe(&mut a, &sample(&nb, &nc, 1)).unwrap();

@@ -3,7 +3,7 @@
 use crate::common;
 
 use common::{Rng, counts, latency, no_data, second};
-use serin_canary::judge::{Judge, Judgement, Sample, Severity, Verdict};
+use serin_canary::judge::{Judge, Judgement, Sample, Severity, Statistic, Verdict};
 use serin_canary::sequential::{
     AlphaSharing, BatchCountConfig, BatchCountTest, CountTest, CountTestConfig, LatencyTest,
     LatencyTestConfig, SequentialCountJudge, SequentialLatencyJudge, Sides, combine,
@@ -471,9 +471,35 @@ fn alpha_sharing_splits_or_averages_and_says_how() {
         "{}",
         split.evidence.summary
     );
-    let avg = combine(&[ja, jl], 0.05, AlphaSharing::Average, now).unwrap();
+    let avg = combine(&[ja.clone(), jl.clone()], 0.05, AlphaSharing::Average, now).unwrap();
     assert!(avg.evidence.summary.contains("e-value averaging"));
+    // Averaged, the evidence states the mean and the 1/alpha the verdict was decided on, not
+    // the top judge's own.
+    let e = |j: &Judgement| match j.evidence.statistic {
+        Some(Statistic::EValue(e)) => e,
+        _ => 0.0,
+    };
+    assert_eq!(
+        avg.evidence.statistic,
+        Some(Statistic::EValue((e(&ja) + e(&jl)) / 2.0))
+    );
+    assert_eq!(avg.evidence.threshold, Some(20.0));
     assert!(combine(&[], 0.05, AlphaSharing::Split, now).is_err());
+}
+
+/// A sample whose two observations are of one track compares that track with itself: it is
+/// refused, as a sample of two metrics is, rather than judged (it would pass any canary).
+#[test]
+fn a_sample_whose_arms_are_one_track_is_refused() {
+    let w = second(0);
+    let canary = counts(Metric::ErrorRate, Track::Canary, w, 1000, 20);
+    let msg = Sample::new(&canary, &canary, Some(0.5), w.end())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("sample.canary.track `canary`"), "{msg}");
+    let stable = counts(Metric::ErrorRate, Track::Stable, w, 1000, 20);
+    assert!(Sample::new(&stable, &stable, Some(0.5), w.end()).is_err());
 }
 
 /// The verdicts of a count judge with `margin` and `sides`, fed an even split of 2,000 requests

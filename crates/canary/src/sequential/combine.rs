@@ -41,7 +41,13 @@ impl AlphaSharing {
 ///
 /// The combined verdict is `Fail` as described on [`AlphaSharing`] (the severity is the highest
 /// among the failing judges, or `Warning` when only the average fails), `Pass` when every judge
-/// passes, and `Inconclusive` otherwise. An empty slice or a bad `alpha` is an error, and so,
+/// passes, and `Inconclusive` otherwise. Averaged, the evidence's statistic and threshold are
+/// the mean e-value and `1/α` the verdict was decided on.
+///
+/// It judges the judgements it is given, and keeps nothing: split, a judge's failure stands
+/// (each judge keeps its own), but averaged, the analysis is rejected the first time the mean
+/// reaches `1/α`, which is the `Fail` to act on (the canary controller rolls back at once); a
+/// later call judges the mean of then, which the canary's recovery may have lowered. An empty slice or a bad `alpha` is an error, and so,
 /// split, are judges whose own `α`s (`1/threshold` of each e-value) sum to more than `alpha`:
 /// a judge added on resume at `α/3` beside judges built at `α/2` would spend more than `α`.
 pub fn combine(
@@ -60,6 +66,8 @@ pub fn combine(
         .filter_map(|j| j.verdict.severity().map(|s| (s, j)))
         .max_by_key(|(s, _)| *s);
     let all_pass = judgements.iter().all(|j| j.verdict == Verdict::Pass);
+    // Averaged, the mean e-value the verdict is decided on.
+    let mut mean_of = None;
     let (verdict, decisive, how) = match sharing {
         AlphaSharing::Split => {
             let how = format!(
@@ -89,6 +97,7 @@ pub fn combine(
                 "mean e-value {mean:.3} of {m} metric(s) against 1/alpha = {} (e-value averaging)",
                 threshold_text(1.0 / alpha)
             );
+            mean_of = Some(mean);
             if mean >= 1.0 / alpha {
                 let sev = worst_fail.map_or(Severity::Warning, |(s, _)| s);
                 (Verdict::Fail(sev), top, how)
@@ -100,6 +109,10 @@ pub fn combine(
         }
     };
     let mut evidence = decisive.evidence.clone();
+    if let Some(mean) = mean_of {
+        evidence.statistic = Some(Statistic::EValue(mean));
+        evidence.threshold = Some(1.0 / alpha);
+    }
     evidence.at = now;
     evidence.summary = format!("{} [{how}; verdict {verdict}]", decisive.evidence.summary);
     Ok(Judgement { verdict, evidence })
