@@ -259,3 +259,49 @@ fn never_fails(judge: &mut impl Judge, b: &Observation, c: &Observation, share: 
         j.evidence.summary
     );
 }
+
+/// A 1.4x regression seen over a whole first split, whose e-value reaches `1/α` with the first
+/// sample of a new split, is graded by the ratio the run supports, not by the ten errors seen
+/// since the split changed (a ratio of 6, whose interval still holds 1).
+#[test]
+fn a_rejection_just_after_a_split_change_is_graded_by_the_run_not_by_the_new_split() {
+    use serin_canary::judge::Severity;
+    fn feed_one(
+        j: &mut SequentialCountJudge,
+        s: u64,
+        (br, be): (u64, u64),
+        (cr, ce): (u64, u64),
+        share: f64,
+    ) -> Judgement {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, br, be);
+        let c = counts(Metric::ErrorRate, Track::Canary, w, cr, ce);
+        j.observe(&Sample::new(&b, &c, Some(share), w.end()).unwrap())
+            .unwrap()
+    }
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
+    let mut s = 0;
+    // An even split, the canary at 1.4 times the baseline's 1%: fed until one more such second
+    // would reach the threshold.
+    while !feed_one(&mut judge.clone(), s, (1000, 10), (1000, 14), 0.5)
+        .verdict
+        .is_fail()
+    {
+        feed_one(&mut judge, s, (1000, 10), (1000, 14), 0.5);
+        s += 1;
+        assert!(s < 1000);
+    }
+    // The split moves to 20%; its first second tips the e-value over.
+    let j = feed_one(&mut judge, s, (1600, 4), (400, 6), 0.2);
+    assert_eq!(
+        j.verdict,
+        Verdict::Fail(Severity::Warning),
+        "{}",
+        j.evidence.summary
+    );
+    assert!(
+        j.evidence.summary.contains("Graded by the run's ratio"),
+        "{}",
+        j.evidence.summary
+    );
+}

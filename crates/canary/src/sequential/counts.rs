@@ -756,6 +756,20 @@ struct CountTestState {
     /// did (see [`CountTest::late_start`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     late_bet: Option<u8>,
+    /// The canary errors the whole run would have had at the baseline's rate: each sample's
+    /// baseline errors times `s/(1 − s)` at its share `s`. Against the canary's errors it is
+    /// the run's ratio across every split, which a rejection is graded by. A state saved before
+    /// it was kept reads [`UNKNOWN_RUN`], and its grade stays the current split's ratio.
+    #[serde(default = "unknown_run")]
+    run_expected: f64,
+}
+
+/// [`CountTestState::run_expected`] of a state saved before it was kept: not a count (they are
+/// never negative), so that it stays unknown rather than counting from a resume.
+const UNKNOWN_RUN: f64 = -1.0;
+
+fn unknown_run() -> f64 {
+    UNKNOWN_RUN
 }
 
 impl CountTestState {
@@ -778,6 +792,7 @@ impl CountTestState {
             segments: 1,
             heaviest: [Onset::first(); 3],
             late_bet: None,
+            run_expected: 0.0,
         }
     }
 
@@ -833,6 +848,14 @@ impl TryFrom<CountTestState> for CountTest {
         state.worse.check("countTest.worse")?;
         state.better.check("countTest.better")?;
         check_finite_log("countTest.maxLogE", state.max_log_e)?;
+        let run = state.run_expected;
+        if !(run.is_finite() && (run >= 0.0 || run == UNKNOWN_RUN)) {
+            return Err(Error::invalid_input(
+                "countTest.runExpected",
+                run,
+                "must be a finite number of errors, at least 0 (or -1, unknown)",
+            ));
+        }
         let stated = state.segment.stated_share;
         if stated != 0.0 && !usable_share(stated) {
             return Err(Error::invalid_input(
@@ -1009,6 +1032,9 @@ impl CountTest {
         }
         s.segment.canary_errors = s.segment.canary_errors.saturating_add(c);
         s.segment.baseline_errors = s.segment.baseline_errors.saturating_add(b);
+        if s.run_expected >= 0.0 {
+            s.run_expected += b as f64 * share / (1.0 - share);
+        }
         s.scatter.add(c, b, share);
         s.errors_bet = s.errors_bet.saturating_add(c.saturating_add(b));
         let every = s.config.restart_every;
@@ -1111,6 +1137,24 @@ impl CountTest {
     pub fn ratio_estimate(&self) -> f64 {
         let s = &self.state.segment;
         ratio_of(s.canary_errors, s.baseline_errors, s.share())
+    }
+
+    /// The same ratio over the whole run, across every split: the canary's errors over those it
+    /// would have had at the baseline's rate at each sample's share. A split changed just
+    /// before a rejection leaves the current segment a few errors, whose ratio says little of
+    /// the run's. (The canary's errors are the run's total, which also holds those of samples
+    /// in which the baseline served nothing.) Infinite when only the canary has erred, NaN
+    /// before any error, and for a state saved before the run was kept.
+    pub fn run_ratio_estimate(&self) -> f64 {
+        let (c, expected) = (self.state.totals.canary_errors, self.state.run_expected);
+        if expected == UNKNOWN_RUN {
+            return f64::NAN;
+        }
+        match (c, expected > 0.0) {
+            (_, true) => c as f64 / expected,
+            (0, false) => f64::NAN,
+            (_, false) => f64::INFINITY,
+        }
     }
 
     /// The candidate starts the start-time mixture follows (the heaviest of each bet), each as
@@ -1303,6 +1347,33 @@ mod tests {
             assert!(!t.e_value().is_nan());
         }
         assert!(rejected && t.rejected_worse() == Some(true));
+    }
+
+    /// The run's ratio reads every split: an even split at 1.4x then a 20% split at 1.4x give
+    /// 1.4 over the run. A state saved before the run was kept reads it as unknown (NaN), never
+    /// as infinite from the canary's errors alone.
+    #[test]
+    fn the_run_ratio_reads_every_split_and_an_old_state_leaves_it_unknown() {
+        let mut t = CountTest::new(CountTestConfig::default()).unwrap();
+        for _ in 0..10 {
+            t.update(1_000, 10, 1_000, 14);
+            t.update(16_000, 160, 4_000, 56);
+        }
+        assert!(
+            (t.run_ratio_estimate() - 1.4).abs() < 1e-9,
+            "{}",
+            t.run_ratio_estimate()
+        );
+        let mut old = serde_json::to_value(&t).unwrap();
+        old.as_object_mut().unwrap().remove("runExpected").unwrap();
+        let old: CountTest = serde_json::from_value(old).unwrap();
+        assert!(old.run_ratio_estimate().is_nan());
+        let mut bad = serde_json::to_value(&t).unwrap();
+        bad["runExpected"] = (-5.0).into();
+        let msg = serde_json::from_value::<CountTest>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("countTest.runExpected"), "{msg}");
     }
 
     #[test]

@@ -413,13 +413,20 @@ impl SequentialCountJudge {
     pub const NAME: &'static str = "sequential-counts";
 
     /// The ratio a rejection is graded by: since the start the start-time mixture weighed most
-    /// when a late regression decided it, else over the run. A regression that began after a
-    /// good hour is as severe as its ratio since then; the run's, diluted by that hour, would
-    /// grade a fivefold regression a warning.
+    /// when a late regression decided it, else over the run, across every split (the current
+    /// split's ratio, just after a change, rests on a few errors: ten gave 6 for a 1.4x
+    /// regression). A regression that began after a good hour is as severe as its ratio since
+    /// then; the run's, diluted by that hour, would grade a fivefold regression a warning.
     fn graded_ratio(&self) -> f64 {
-        self.engine
-            .late_start()
-            .map_or_else(|| self.engine.ratio().0, |late| late.estimate)
+        self.engine.late_start().map_or_else(
+            || match &self.engine {
+                CountEngine::PerRequest(t) if !t.run_ratio_estimate().is_nan() => {
+                    t.run_ratio_estimate()
+                }
+                _ => self.engine.ratio().0,
+            },
+            |late| late.estimate,
+        )
     }
 
     /// The severity of a rejection that found the canary `worse` (or better).
@@ -665,6 +672,14 @@ impl Judge for SequentialCountJudge {
                 ratio_text(ratio),
                 threshold_text(threshold)
             );
+            let graded = self.graded_ratio();
+            if self.engine.late_start().is_none() && graded.to_bits() != ratio.to_bits() {
+                let _ = write!(
+                    summary,
+                    " Graded by the run's ratio across every traffic split, {}.",
+                    ratio_text(graded)
+                );
+            }
             if let Some(late) = self.engine.late_start() {
                 let text = |v: f64, i: Option<Interval>| match i {
                     Some(i) => format!("{} [{:.3}, {:.3}]", ratio_text(v), i.lower, i.upper),
