@@ -1016,10 +1016,9 @@ fn changes_reported_in_the_history_of_a_service_do_not_block_its_first_install()
     assert_eq!(upgrade.verdict, Verdict::Blocked, "{upgrade}");
 }
 
-/// A dependency that must go back is moved back to the nearest release that matches, and the
-/// recipe says it goes back rather than calling it an upgrade.
-#[test]
-fn a_recipe_does_not_call_a_move_to_an_older_release_an_upgrade() {
+/// The first recipe when api moves to 2.0.0, which needs `db ^1`, over `fleet` (db has 1.0.0,
+/// 1.9.0 and 2.0.0).
+fn db_recipe(fleet: Fleet) -> String {
     let reg = registry(&[
         ("api", &["1.0.0", "2.0.0"]),
         ("db", &["1.0.0", "1.9.0", "2.0.0"]),
@@ -1027,38 +1026,25 @@ fn a_recipe_does_not_call_a_move_to_an_older_release_an_upgrade() {
     let matrix = Matrix::new(vec![requires("api", ">=2.0.0", "db", "^1")], &reg).unwrap();
     let result = Validator::new(reg, matrix)
         .unwrap()
-        .validate(
-            &Fleet::new().with("api", v("1.0.0")).with("db", v("2.0.0")),
-            &Proposal::new().with("api", v("2.0.0")),
-        )
+        .validate(&fleet, &Proposal::new().with("api", v("2.0.0")))
         .unwrap();
     assert_eq!(result.verdict, Verdict::Blocked, "{result}");
-    let recipe = result.findings[0].recipe.clone().unwrap_or_default();
-    assert_eq!(
-        recipe, "move db back to 1.9.0 in the same change",
-        "{result}"
-    );
-}
-
-/// A dependency that runs nowhere yet is deployed at the newest release that matches.
-#[test]
-fn a_recipe_deploys_a_missing_dependency_at_its_newest_matching_release() {
-    let reg = registry(&[
-        ("api", &["1.0.0", "2.0.0"]),
-        ("db", &["1.0.0", "1.9.0", "2.0.0"]),
-    ]);
-    let matrix = Matrix::new(vec![requires("api", ">=2.0.0", "db", "^1")], &reg).unwrap();
-    let result = Validator::new(reg, matrix)
-        .unwrap()
-        .validate(
-            &Fleet::new().with("api", v("1.0.0")),
-            &Proposal::new().with("api", v("2.0.0")),
-        )
-        .unwrap();
-    let recipe = result
+    result
         .findings
         .iter()
         .find_map(|f| f.recipe.clone())
-        .unwrap_or_default();
-    assert_eq!(recipe, "deploy db 1.9.0 in the same change", "{result}");
+        .unwrap_or_default()
+}
+
+/// A dependency that must go back is moved back to the nearest release that matches, and the
+/// recipe says it goes back rather than calling it an upgrade; one that runs nowhere yet is
+/// deployed at the newest release that matches.
+#[test]
+fn a_recipe_names_the_nearest_matching_release_and_its_direction() {
+    let api = || Fleet::new().with("api", v("1.0.0"));
+    assert_eq!(
+        db_recipe(api().with("db", v("2.0.0"))),
+        "move db back to 1.9.0 in the same change"
+    );
+    assert_eq!(db_recipe(api()), "deploy db 1.9.0 in the same change");
 }

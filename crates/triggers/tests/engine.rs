@@ -861,20 +861,27 @@ fn a_snapshot_with_spike_state_past_its_clock_is_refused() {
     }
 }
 
-#[test]
-fn cusum_evidence_from_before_a_gap_does_not_fire_on_healthy_data() {
-    let mut e = engine(
-        r#"{"triggers": [
-        {"kind":"errorSpike","id":"spike","baselineErrorRate":0.02,"minErrorCount":1,
-         "averageRunLength":10,"cooldown":"2m","staleAfter":"1m"}
-    ]}"#,
-    );
+/// An error-spike trigger against a 2% baseline (a minute's `staleAfter`, two minutes'
+/// cooldown, and `detector` settings), rolled back by 30% errors at 10 s.
+fn spiked_at_10s(detector: &str) -> Engine {
+    let mut e = engine(&format!(
+        r#"{{"triggers": [
+        {{"kind":"errorSpike","id":"spike","baselineErrorRate":0.02,"minErrorCount":1,
+         {detector},"cooldown":"2m","staleAfter":"1m"}}
+    ]}}"#
+    ));
     e.observe(&errors(Track::Canary, 10, 1_000, 300)).unwrap();
     e.tick(ts(10));
     assert_eq!(
         actions(&mut e),
         vec![("spike".to_owned(), Action::Rollback, ts(10))]
     );
+    e
+}
+
+#[test]
+fn cusum_evidence_from_before_a_gap_does_not_fire_on_healthy_data() {
+    let mut e = spiked_at_10s(r#""averageRunLength":10"#);
     // The canary stops serving for five minutes (rolled back, say): windows without requests,
     // then nothing at all.
     for s in (20..=100).step_by(10) {
@@ -913,18 +920,7 @@ fn last_data_is_the_newest_usable_input_taken() {
 /// breach and roll back a second time.
 #[test]
 fn ratio_evidence_from_before_a_gap_does_not_fire_on_healthy_data() {
-    let mut e = engine(
-        r#"{"triggers": [
-        {"kind":"errorSpike","id":"spike","baselineErrorRate":0.02,"minErrorCount":1,
-         "detector":"ratio","windowSize":"5m","cooldown":"2m","staleAfter":"1m"}
-    ]}"#,
-    );
-    e.observe(&errors(Track::Canary, 10, 1_000, 300)).unwrap();
-    e.tick(ts(10));
-    assert_eq!(
-        actions(&mut e),
-        vec![("spike".to_owned(), Action::Rollback, ts(10))]
-    );
+    let mut e = spiked_at_10s(r#""detector":"ratio","windowSize":"5m""#);
     // The canary serves nothing for two and a half minutes (rolled back, say): longer than
     // staleAfter, shorter than windowSize.
     for s in (20..=150).step_by(10) {
