@@ -282,11 +282,18 @@ fn a_rejection_just_after_a_split_change_is_graded_by_the_run_not_by_the_new_spl
     let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.0).unwrap();
     let mut s = 0;
     // An even split, the canary at 1.4 times the baseline's 1%: fed until one more such second
-    // would reach the threshold.
-    while !feed_one(&mut judge.clone(), s, (1000, 10), (1000, 14), 0.5)
-        .verdict
-        .is_fail()
-    {
+    // would reach the threshold. Rejected there, within the one split, it would be graded by
+    // that split's ratio, the one its evidence states.
+    loop {
+        let j = feed_one(&mut judge.clone(), s, (1000, 10), (1000, 14), 0.5);
+        if j.verdict.is_fail() {
+            assert!(
+                !j.evidence.summary.contains("Graded by"),
+                "{}",
+                j.evidence.summary
+            );
+            break;
+        }
         feed_one(&mut judge, s, (1000, 10), (1000, 14), 0.5);
         s += 1;
         assert!(s < 1000);

@@ -413,14 +413,17 @@ impl SequentialCountJudge {
     pub const NAME: &'static str = "sequential-counts";
 
     /// The ratio a rejection is graded by: since the start the start-time mixture weighed most
-    /// when a late regression decided it, else over the run, across every split (the current
-    /// split's ratio, just after a change, rests on a few errors: ten gave 6 for a 1.4x
-    /// regression). A regression that began after a good hour is as severe as its ratio since
+    /// when a late regression decided it, else over the run: across every split once errors
+    /// came in more than one (the current split's ratio, just after a change, rests on a few
+    /// errors: ten gave 6 for a 1.4x regression), else the one split's, which the evidence
+    /// states. A regression that began after a good hour is as severe as its ratio since
     /// then; the run's, diluted by that hour, would grade a fivefold regression a warning.
     fn graded_ratio(&self) -> f64 {
         self.engine.late_start().map_or_else(
             || match &self.engine {
-                CountEngine::PerRequest(t) if !t.run_ratio_estimate().is_nan() => {
+                CountEngine::PerRequest(t)
+                    if t.segments() > 1 && !t.run_ratio_estimate().is_nan() =>
+                {
                     t.run_ratio_estimate()
                 }
                 _ => self.engine.ratio().0,
