@@ -307,6 +307,45 @@ fn judges_answer_with_evidence_and_treat_no_data_as_inconclusive() {
     assert_eq!(j.evidence.effects[1].name, "p99Shift");
 }
 
+#[test]
+fn a_window_in_which_an_arm_served_nothing_is_inconclusive_even_after_a_pass() {
+    let mut judge = SequentialCountJudge::new(Metric::ErrorRate, 0.05, 0.5).unwrap();
+    let mut last = None;
+    for s in 0..600 {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 1_000, 5);
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 1_000, 5);
+        last = Some(observe_even(&mut judge, &b, &c).verdict);
+    }
+    assert_eq!(last, Some(Verdict::Pass), "an A/A run this long passes");
+    let w = second(600);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 1_000, 5);
+    let idle = counts(Metric::ErrorRate, Track::Canary, w, 0, 0);
+    let j = observe_even(&mut judge, &b, &idle);
+    assert_eq!(j.verdict, Verdict::Inconclusive);
+    assert!(
+        j.evidence.summary.contains("Nothing served by the canary"),
+        "{}",
+        j.evidence.summary
+    );
+    assert_eq!(
+        j.evidence.sample_size.baseline, 601_000,
+        "totals still grow"
+    );
+    // The next window in which both arms serve passes again.
+    let w = second(601);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 1_000, 5);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 1_000, 5);
+    assert_eq!(observe_even(&mut judge, &b, &c).verdict, Verdict::Pass);
+
+    let mut lj = SequentialLatencyJudge::new(Metric::Latency, 0.05, 0.0).unwrap();
+    let w = second(0);
+    let empty = latency(Track::Canary, w, &[]);
+    let j = observe_even(&mut lj, &latency(Track::Stable, w, &[5.0]), &empty);
+    assert_eq!(j.verdict, Verdict::Inconclusive);
+    assert!(j.evidence.summary.contains("Nothing served by the canary"));
+}
+
 /// Feeds a default count judge 20 minutes of 1,000 requests/s and a 0.5% error rate, the canary
 /// taking `share(second)` of them, each arm's rate multiplied per 10 seconds by what
 /// `factor(rng)` gives, and returns the last judgement.

@@ -499,7 +499,7 @@ impl SequentialCountJudge {
     }
 }
 
-fn no_data_judgement(sample: &Sample<'_>, current: Judgement, which: &str) -> Judgement {
+fn no_data_judgement(sample: &Sample<'_>, current: Judgement, what: &str) -> Judgement {
     if current.verdict.is_fail() {
         return current;
     }
@@ -508,17 +508,37 @@ fn no_data_judgement(sample: &Sample<'_>, current: Judgement, which: &str) -> Ju
     Judgement::inconclusive(
         evidence,
         format!(
-            "No data for the {which} over {}: inconclusive, never a pass.",
+            "{what} over {}: inconclusive, never a pass.",
             sample.window()
         ),
     )
 }
 
 fn arm_no_data(sample: &Sample<'_>) -> Option<&'static str> {
-    match (
+    which_arms(
         sample.baseline().measurement.is_no_data(),
         sample.canary().measurement.is_no_data(),
-    ) {
+    )
+}
+
+/// The judgement of a sample read in full in which an arm served nothing (counts of no requests,
+/// a sketch of no values): such a window adds to the totals but weighs nothing, so it is no
+/// more a pass than a window without data (a judge that has failed keeps its failure). `None`
+/// if both arms served something.
+fn empty_arm_judgement(judge: &impl Judge, sample: &Sample<'_>) -> Option<Judgement> {
+    let which = which_arms(
+        sample.baseline().measurement.is_empty(),
+        sample.canary().measurement.is_empty(),
+    )?;
+    Some(no_data_judgement(
+        sample,
+        judge.judgement(sample.now()),
+        &format!("Nothing served by the {which}"),
+    ))
+}
+
+fn which_arms(baseline: bool, canary: bool) -> Option<&'static str> {
+    match (baseline, canary) {
         (true, true) => Some("baseline and the canary"),
         (true, false) => Some("baseline"),
         (false, true) => Some("canary"),
@@ -545,8 +565,13 @@ fn wrong_kind(judge: &str, arm: &str, m: &Measurement, expected: &str) -> Error 
 /// `None` to read the sample.
 fn answer_without_data(judge: &impl Judge, sample: &Sample<'_>) -> Result<Option<Judgement>> {
     check_metric(judge.name(), judge.metric(), sample)?;
-    Ok(arm_no_data(sample)
-        .map(|which| no_data_judgement(sample, judge.judgement(sample.now()), which)))
+    Ok(arm_no_data(sample).map(|which| {
+        no_data_judgement(
+            sample,
+            judge.judgement(sample.now()),
+            &format!("No data for the {which}"),
+        )
+    }))
 }
 
 /// Each arm's measurement as `read` takes it, or an error naming the `judge` and the first arm
@@ -632,7 +657,7 @@ impl Judge for SequentialCountJudge {
         {
             self.rejected_severity = Some(self.failure_severity(worse));
         }
-        Ok(self.judgement(sample.now()))
+        Ok(empty_arm_judgement(self, sample).unwrap_or_else(|| self.judgement(sample.now())))
     }
 
     fn accepts(&self, sample: &Sample<'_>) -> Result<()> {
@@ -912,7 +937,7 @@ impl Judge for SequentialLatencyJudge {
         {
             self.rejected_severity = Some(self.failure_severity(worse));
         }
-        Ok(self.judgement(sample.now()))
+        Ok(empty_arm_judgement(self, sample).unwrap_or_else(|| self.judgement(sample.now())))
     }
 
     fn accepts(&self, sample: &Sample<'_>) -> Result<()> {
