@@ -1214,7 +1214,7 @@ fn a_measurement_one_judge_of_its_metric_rejects_feeds_none_of_them() {
 }
 
 #[test]
-fn a_second_sample_a_flagger_analysis_refuses_feeds_none_of_the_judges() {
+fn a_window_fed_again_feeds_none_of_the_judges() {
     use serin_canary::threshold::{FlaggerAnalysis, FlaggerAnalysisConfig};
     let flagger =
         FlaggerAnalysis::new(FlaggerAnalysisConfig::new(common::flagger_builtins())).unwrap();
@@ -1227,9 +1227,43 @@ fn a_second_sample_a_flagger_analysis_refuses_feeds_none_of_the_judges() {
     let c = counts(Metric::ErrorRate, Track::Canary, w, 200, 1);
     ctl.feed(&b, &c, w.end()).unwrap();
     let (state, evidence) = (ctl.state().clone(), ctl.judges()[0].judgement(w.end()));
-    // The window's error rate again: the analysis has it, so the count judge is not fed either.
+    // The window's error rate again: the analysis would refuse a second sample, and the count
+    // judge would count its requests twice; the controller feeds it to neither.
     let msg = ctl.feed(&b, &c, w.end()).unwrap_err().to_string();
-    assert!(msg.contains("a second sample"), "{msg}");
+    assert!(msg.contains("fed once"), "{msg}");
     assert_eq!(ctl.state(), &state);
     assert_eq!(ctl.judges()[0].judgement(w.end()), evidence);
+}
+
+/// A judge of several metrics (Flagger's analysis here) that fails on its second metric names
+/// that metric when the failure rolls back a held canary, as when it rolls back a moving one.
+#[test]
+fn a_held_rollback_names_the_metric_a_judge_of_several_failed_on() {
+    use serin_canary::threshold::{FlaggerAnalysis, FlaggerAnalysisConfig};
+    let mut config = FlaggerAnalysisConfig::new(common::flagger_builtins());
+    config.threshold = 1;
+    let flagger = FlaggerAnalysis::new(config).unwrap();
+    let policy = CanaryPolicy::new(vec![
+        Step::SetWeight(20),
+        Step::Pause(Pause {
+            duration: Some(Duration::from_secs(600)),
+        }),
+        Step::SetWeight(50),
+    ]);
+    let mut ctl = CanaryController::new(policy, vec![flagger]).unwrap();
+    ctl.tick(at(0));
+    let w = second(0);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 800, 0);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 200, 0);
+    ctl.feed(&b, &c, w.end()).unwrap();
+    let bl = common::latency(Track::Stable, w, &[100.0; 50]);
+    let cl = common::latency(Track::Canary, w, &[800.0; 50]);
+    ctl.feed(&bl, &cl, w.end()).unwrap();
+    let (mut held, mut moving) = (ctl.clone(), ctl);
+    let by_tick = moving.tick(w.end());
+    let by_held = held.tick_held(w.end());
+    assert_eq!(by_held.action, Action::Rollback);
+    assert_eq!(by_held.evidence[0].metric, Metric::Latency);
+    assert!(by_held.reason.contains("`latency`"), "{}", by_held.reason);
+    assert_eq!(by_held.reason, by_tick.reason);
 }

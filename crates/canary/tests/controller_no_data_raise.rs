@@ -1,7 +1,8 @@
 //! A `setWeight` that raises the canary's weight from above 0% waits for every deciding judge to
 //! have seen data at the weight in force: a metrics outage is no evidence, and never raises the
 //! weight. A raise from 0%, a lowering, a pause and a scale step are not held by it, and a saved
-//! state from before the counter existed holds until data comes.
+//! state from before the counter existed holds until data comes. Nor does one window with data
+//! stand for a step whose latest window had none, and a window is fed once.
 
 use crate::common;
 
@@ -220,4 +221,69 @@ fn a_metrics_outage_right_after_the_last_raise_holds_the_promotion() {
     assert!(d.reason.contains("no data at 50%"), "{}", d.reason);
     feed_data(&mut ctl, 120);
     assert_eq!(ctl.tick(at(121)).action, Action::Promote);
+}
+
+#[test]
+fn an_outage_late_in_a_step_holds_the_raise_and_the_promotion_until_data_comes() {
+    let mut ctl = Ctl::new(outage_policy(), vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    // Data early in the pause, then the source goes dark for the rest of it.
+    feed_data(&mut ctl, 10);
+    for s in 11..400 {
+        feed_no_data(&mut ctl, s);
+    }
+    let d = ctl.tick(at(400));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(
+        d.reason.contains("latest window of `error_rate`") && d.reason.contains("had no data"),
+        "{}",
+        d.reason
+    );
+    feed_data(&mut ctl, 400);
+    assert_eq!(ctl.tick(at(401)).action, Action::SetWeight(20));
+    feed_data(&mut ctl, 401);
+    feed_data(&mut ctl, 402);
+    for s in 403..800 {
+        feed_no_data(&mut ctl, s);
+    }
+    assert_eq!(ctl.tick(at(801)).action, Action::Hold);
+    feed_data(&mut ctl, 801);
+    assert_eq!(ctl.tick(at(802)).action, Action::SetWeight(40));
+    // The last step: the promotion waits on the same rule.
+    feed_data(&mut ctl, 802);
+    feed_no_data(&mut ctl, 803);
+    let d = ctl.tick(at(804));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(d.reason.starts_with("not promoting"), "{}", d.reason);
+    feed_data(&mut ctl, 804);
+    assert_eq!(ctl.tick(at(805)).action, Action::Promote);
+}
+
+#[test]
+fn a_window_fed_twice_or_overlapping_one_fed_is_refused_and_changes_nothing() {
+    let mut ctl = Ctl::new(outage_policy(), vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    feed_data(&mut ctl, 10);
+    let before = ctl.state().clone();
+    let w = second(10);
+    let b = counts(Metric::ErrorRate, Track::Stable, w, 900, 1);
+    let c = counts(Metric::ErrorRate, Track::Canary, w, 100, 0);
+    let e = ctl.feed(&b, &c, w.end()).unwrap_err().to_string();
+    assert!(
+        e.contains("observation.window") && e.contains("fed once"),
+        "{e}"
+    );
+    assert_eq!(ctl.state(), &before);
+    // A window that overlaps the one fed: the last half of second 10 and the first of 11.
+    let overlapping = serin_signals::Window::new(
+        Timestamp::from_millis(10_500),
+        Timestamp::from_millis(11_500),
+    )
+    .unwrap();
+    let b = counts(Metric::ErrorRate, Track::Stable, overlapping, 900, 1);
+    let c = counts(Metric::ErrorRate, Track::Canary, overlapping, 100, 0);
+    assert!(ctl.feed(&b, &c, overlapping.end()).is_err());
+    assert_eq!(ctl.state(), &before);
+    // The window after it is taken.
+    feed_data(&mut ctl, 11);
 }

@@ -22,8 +22,9 @@ fn holding_with_steps(steps: &str) -> DeploymentConfig {
     config
 }
 
-/// A resume that ends an indefinite pause step while a rollback trigger holds ends the pause
-/// but moves no weight: the next weight waits until the hold lifts, and the evidence says so.
+/// A resume that ends an indefinite pause step during a metrics outage, while a rollback
+/// trigger holds, ends the pause but moves no weight: the next weight waits until data comes
+/// back, and the evidence says the latest window had none.
 #[tokio::test(start_paused = true)]
 async fn a_resume_under_a_trigger_hold_ends_the_pause_but_moves_no_weight() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
@@ -47,10 +48,10 @@ async fn a_resume_under_a_trigger_hold_ends_the_pause_but_moves_no_weight() {
     assert_eq!(weights(&report.timeline), vec![20.0, 60.0, 100.0]);
     let said = report.timeline.iter().any(|e| {
         matches!(&e.kind, EventKind::AnalysisResult { decision }
-            if decision.reason.contains("pause step is over")
-                && decision.reason.contains("`errors-hold`"))
+            if decision.reason.starts_with("weight not raised")
+                && decision.reason.contains("had no data"))
     });
-    assert!(said, "the evidence names the hold: {report}");
+    assert!(said, "the evidence names the missing data: {report}");
 }
 
 /// A resume with nothing holding still takes the next step at once.
@@ -400,4 +401,37 @@ fn unfed_said<'a>(report: &'a Report, what: &str) -> Vec<&'a String> {
             _ => None,
         })
         .collect()
+}
+
+/// A metrics outage that begins partway through the last step's wait holds the promotion: one
+/// window with data early in the step does not stand for the rest of it. Past the deadline the
+/// deployment rolls back.
+#[tokio::test(start_paused = true)]
+async fn an_outage_late_in_the_last_step_holds_the_promotion_until_the_deadline() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = support::canary_config("1.1.0");
+    config.max_deployment_duration = Duration::from_secs(600);
+    config.monitoring.on_deadline = serin_orchestrator::OnDeadline::Rollback;
+    config.validate().expect("valid");
+    let h = world.start(&config).await;
+    support::until_weight(&h, 70.0).await;
+    // One window with data at 70%, then the source goes dark for good.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    world.source.set_unavailable(true);
+    let report = h.wait().await.expect("report");
+    let top = weights(&report.timeline)
+        .into_iter()
+        .fold(0.0_f64, f64::max);
+    assert_eq!(top, 70.0, "{report}");
+    assert!(
+        matches!(report.outcome, Some(Outcome::RolledBack { .. })),
+        "{report}"
+    );
+    assert!(
+        report
+            .timeline
+            .iter()
+            .any(|e| e.kind.to_string().contains("had no data")),
+        "{report}"
+    );
 }

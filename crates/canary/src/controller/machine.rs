@@ -144,8 +144,22 @@ pub struct ControllerState {
     canary_requests: u64,
     #[serde(default)]
     canary_errors: u64,
+    /// Per metric fed: the end of its latest window, before which the next may not start, and
+    /// whether that window had data in both arms, which a raise and the promotion wait for.
+    /// Empty in states saved before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    latest: Vec<LatestWindow>,
     /// The last decision's action (repeated once final).
     last_action: Action,
+}
+
+/// What the controller keeps of the latest window fed of one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LatestWindow {
+    metric: Metric,
+    end: Timestamp,
+    had_data: bool,
 }
 
 impl ControllerState {
@@ -170,6 +184,7 @@ impl ControllerState {
             baseline_errors: 0,
             canary_requests: 0,
             canary_errors: 0,
+            latest: Vec::new(),
             last_action: Action::Hold,
         }
     }
@@ -404,8 +419,9 @@ impl ControllerState {
 ///    scale step is still carried out.
 /// 5. Otherwise the current step runs: `setWeight` raises the weight only while no judge fails,
 ///    from a weight above 0% only once every deciding judge has been fed a sample with data at
-///    the weight in force since it was set (an outage of the metrics is no evidence, and holds
-///    as any hold does; from 0% there is no canary traffic to observe), and, with
+///    the weight in force since it was set and the latest window of each metric it reads had
+///    data (an outage of the metrics is no evidence, and holds as any hold does; from 0% there
+///    is no canary traffic to observe), and, with
 ///    [`Pacing`](super::Pacing), once the errors at the current weight (and the latencies, with
 ///    its latency gate), fed while it was in force, rule out the stated regression (a raise
 ///    from 0%, the first weight or one after a step back to 0%, with an exposure budget only as
@@ -567,7 +583,9 @@ impl<J: Judge> CanaryController<J> {
     /// deciding.
     ///
     /// Errors, and nothing changes: the observations do not pair up (other metric or window),
-    /// no judge and no pacing uses the metric, or a judge of the metric does not
+    /// the window starts before the end of the last window fed of its metric (each window is
+    /// fed once: a repeated or overlapping one would count its requests again as new
+    /// evidence), no judge and no pacing uses the metric, or a judge of the metric does not
     /// [accept](Judge::accepts) the sample (a measurement of another kind than it judges; the
     /// error names the judge). Every judge of the metric is asked before any is fed, so one
     /// judge's refusal leaves the others unfed too.
@@ -625,6 +643,27 @@ impl<J: Judge> CanaryController<J> {
                 "observation.metric",
                 sample.metric(),
                 "no judge of this controller analyses it",
+            ));
+        }
+        // A window fed twice, or one overlapping a window fed, would count its requests again
+        // as new evidence: a judge would pass, and a step fill its samples, on one window.
+        let latest = self
+            .state
+            .latest
+            .iter()
+            .position(|l| &l.metric == sample.metric());
+        if let Some(l) = latest.map(|i| &self.state.latest[i])
+            && sample.window().start() < l.end
+        {
+            return Err(Error::invalid_input(
+                "observation.window",
+                sample.window(),
+                format!(
+                    "starts before {}, the end of the window of `{}` fed before: each window \
+                     is fed once, after the one before it",
+                    l.end,
+                    sample.metric()
+                ),
             ));
         }
         // An empty window (no requests) is no data, whatever the source called it.
@@ -717,6 +756,15 @@ impl<J: Judge> CanaryController<J> {
                 self.state.step_started_at = Some(since.max(now));
             }
         }
+        let fed = LatestWindow {
+            metric: sample.metric().clone(),
+            end: sample.window().end(),
+            had_data: has_data,
+        };
+        match latest {
+            Some(i) => self.state.latest[i] = fed,
+            None => self.state.latest.push(fed),
+        }
         Ok(())
     }
 
@@ -773,7 +821,7 @@ impl<J: Judge> CanaryController<J> {
                         format!(
                             "refused while judge `{}` of metric `{}` fails",
                             self.judges[i].name(),
-                            self.judges[i].metric()
+                            self.failing_metric(i)
                         ),
                     ));
                 }
@@ -834,7 +882,7 @@ impl<J: Judge> CanaryController<J> {
                 Phase::RolledBack,
                 now,
                 Some(severity),
-                format!("{what} in `{}`", self.judges[i].metric()),
+                format!("{what} in `{}`", self.failing_metric(i)),
                 Some(i),
             );
         }
@@ -894,18 +942,37 @@ impl<J: Judge> CanaryController<J> {
     /// no pass). At 0% there is no canary traffic to observe, and at 100% no baseline traffic
     /// to compare it with, so nothing to wait for: what decides there is the evidence of the
     /// weights before.
+    ///
+    /// So must one while the latest window of a metric a deciding judge reads had no data: one
+    /// window with data early in a step does not stand for the rest of it, and a metrics outage
+    /// in a step's last minutes is no pass.
     fn unseen_at_weight(&self, doing: &str) -> Option<String> {
         let current = self.state.weight;
-        let i = self
-            .deciding()
-            .find(|i| self.state.weight_samples[*i] == 0)
-            .filter(|_| current > 0 && current < 100)?;
-        Some(format!(
-            "{doing}: judge `{}` of `{}` has seen no data at {current}% since it was set: \
-             missing evidence is no pass",
-            self.judges[i].name(),
-            self.judges[i].metric()
-        ))
+        if current == 0 || current >= 100 {
+            return None;
+        }
+        if let Some(i) = self.deciding().find(|i| self.state.weight_samples[*i] == 0) {
+            return Some(format!(
+                "{doing}: judge `{}` of `{}` has seen no data at {current}% since it was set: \
+                 missing evidence is no pass",
+                self.judges[i].name(),
+                self.judges[i].metric()
+            ));
+        }
+        self.deciding().find_map(|i| {
+            let blind = self
+                .state
+                .latest
+                .iter()
+                .find(|l| !l.had_data && self.judges[i].analyses(&l.metric))?;
+            Some(format!(
+                "{doing}: the latest window of `{}` judge `{}` reads, ending {}, had no data: \
+                 missing evidence is no pass",
+                blind.metric,
+                self.judges[i].name(),
+                blind.end
+            ))
+        })
     }
 
     /// Rolls back for the first judge whose run has concluded inconclusive when the policy says
@@ -1169,7 +1236,7 @@ impl<J: Judge> CanaryController<J> {
             format!(
                 "judge `{}` of `{}` fails ({s})",
                 self.judges[i].name(),
-                self.judges[i].metric()
+                self.failing_metric(i)
             )
         });
         loop {
