@@ -19,12 +19,35 @@ use crate::evidence::Evidence;
 use crate::lifecycle::{Lifecycle, Timing, Transition, TriggerState};
 use crate::trigger::{AnyTrigger, Subscription, Trigger};
 
-/// The triggers an engine runs.
+/// The triggers an engine runs. Validated on load: a config read with serde is refused as
+/// [`validate`](Self::validate) refuses it, naming `triggers[i].field`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    try_from = "WrittenEngineConfig"
+)]
 pub struct EngineConfig {
     /// The triggers, each with a unique id.
     pub triggers: Vec<TriggerConfig>,
+}
+
+/// An [`EngineConfig`] as written, before it is validated.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WrittenEngineConfig {
+    triggers: Vec<TriggerConfig>,
+}
+
+impl TryFrom<WrittenEngineConfig> for EngineConfig {
+    type Error = Error;
+    fn try_from(w: WrittenEngineConfig) -> Result<Self> {
+        let config = EngineConfig {
+            triggers: w.triggers,
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 impl EngineConfig {

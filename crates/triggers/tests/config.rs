@@ -88,8 +88,7 @@ fn the_brief_shapes_load_from_yaml() {
 #[test]
 fn errors_name_the_path_in_the_engine_config() {
     let bad = YAML.replace("increasePercentage: 50", "increasePercentage: -5");
-    let config: EngineConfig = serde_yaml_ng::from_str(&bad).unwrap();
-    let msg = Engine::new(config, Timestamp::EPOCH)
+    let msg = serde_yaml_ng::from_str::<EngineConfig>(&bad)
         .unwrap_err()
         .to_string();
     assert!(
@@ -194,4 +193,26 @@ fn a_trigger_copied_from_the_brief_is_told_its_kind_and_id() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("write `kind: resourceUsage`"), "{msg}");
+}
+
+#[test]
+fn an_engine_config_is_validated_on_load() {
+    let bad = [
+        (
+            "triggers:\n  - {kind: resourceUsage, id: mem, resource: memory, capacity: 1, warnPercent: -1}\n",
+            "triggers[0].warnPercent",
+        ),
+        (
+            "triggers:\n  - {kind: healthCheck, id: h, checkType: readiness}\n  - {kind: healthCheck, id: h, checkType: readiness}\n",
+            "`h`",
+        ),
+    ];
+    for (yaml, names) in bad {
+        let msg = serde_yaml_ng::from_str::<EngineConfig>(yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(names), "{yaml}: {msg}");
+    }
+    let good = "triggers:\n  - {kind: healthCheck, id: h, checkType: readiness}\n";
+    assert!(serde_yaml_ng::from_str::<EngineConfig>(good).is_ok());
 }

@@ -214,7 +214,18 @@ fn bad_configs_are_refused_with_the_path() {
         {"kind":"metricThreshold","id":"a","metric":"cpu","operator":"gt","value":0.5},
         {"kind":"metricThreshold","id":"a","metric":"cpu","operator":"gt","value":0.5}
     ]}"#;
-    let config: EngineConfig = serde_json::from_str(dup).unwrap();
+    let msg = serde_json::from_str::<EngineConfig>(dup)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("`a`") && msg.contains("triggers[1]"), "{msg}");
+    // A config built in code is checked by the engine as one read is on load.
+    let one: serin_triggers::TriggerConfig = serde_json::from_str(
+        r#"{"kind":"metricThreshold","id":"a","metric":"cpu","operator":"gt","value":0.5}"#,
+    )
+    .unwrap();
+    let config = EngineConfig {
+        triggers: vec![one.clone(), one],
+    };
     let msg = Engine::new(config, Timestamp::EPOCH)
         .unwrap_err()
         .to_string();
@@ -223,8 +234,7 @@ fn bad_configs_are_refused_with_the_path() {
         {"kind":"metricThreshold","id":"a","metric":"cpu","operator":"gt","value":0.5},
         {"kind":"errorSpike","id":"b","baselineErrorRate":1.5}
     ]}"#;
-    let config: EngineConfig = serde_json::from_str(bad).unwrap();
-    let msg = Engine::new(config, Timestamp::EPOCH)
+    let msg = serde_json::from_str::<EngineConfig>(bad)
         .unwrap_err()
         .to_string();
     assert!(
