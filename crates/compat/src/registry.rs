@@ -354,11 +354,25 @@ pub struct Registry {
     services: BTreeMap<String, BTreeMap<Version, Release>>,
 }
 
+/// Refuses a blank service name, at `path`.
+fn check_service_name(service: &str, path: &str) -> Result<()> {
+    if service.trim().is_empty() {
+        return Err(Error::InvalidValue {
+            path: path.to_owned(),
+            value: service.to_owned(),
+            reason: "a service name must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
 impl TryFrom<RegistryRepr> for Registry {
     type Error = Error;
     fn try_from(repr: RegistryRepr) -> Result<Self> {
         let mut registry = Self::new();
         for (name, service) in repr.services {
+            // Checked here too: a service without releases never reaches `insert`.
+            check_service_name(&name, &format!("services.{name}"))?;
             registry.services.entry(name.clone()).or_default();
             for (i, mut release) in service.releases.into_iter().enumerate() {
                 let path = format!("services.{name}.releases[{i}]");
@@ -472,13 +486,7 @@ impl Registry {
                 });
             }
         }
-        if service.trim().is_empty() {
-            return Err(Error::InvalidValue {
-                path: path.to_owned(),
-                value: service.to_owned(),
-                reason: "a service name must not be empty".into(),
-            });
-        }
+        check_service_name(service, path)?;
         // Build metadata does not set versions apart (SemVer §10): `1.0.0+a` is `1.0.0`. The
         // versions of the same precedence sort together, the one without metadata first.
         let existing = self
@@ -667,6 +675,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"one\""), "{err}");
+    }
+
+    #[test]
+    fn a_blank_service_name_is_refused_with_or_without_releases() {
+        for yaml in [
+            "services:\n  \" \": {releases: []}\n",
+            "services:\n  \"\": {releases: [{version: 1.0.0}]}\n",
+        ] {
+            let err = serde_yaml_ng::from_str::<Registry>(yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("must not be empty"), "{yaml}: {err}");
+        }
     }
 
     #[test]
