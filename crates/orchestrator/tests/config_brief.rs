@@ -296,3 +296,18 @@ fn an_increment_that_makes_the_canary_too_long_is_named() {
         "{err}"
     );
 }
+
+/// `TRAFFIC_STRATEGY=weighted` over a config without weights names the variable, though the
+/// field refused is the weights, which no variable sets.
+#[test]
+fn a_weighted_strategy_without_weights_names_the_variable_that_chose_it() {
+    let c = DeploymentConfig::from_yaml(
+        "strategy: blue-green\nversion: 1.0.0\ntargetServices: [web]\n",
+    )
+    .expect("config");
+    let msg = refused_env(&c, &[("TRAFFIC_STRATEGY", "weighted")]);
+    assert!(
+        msg.contains("TRAFFIC_STRATEGY") && msg.contains("blueGreenConfig.weights"),
+        "{msg}"
+    );
+}

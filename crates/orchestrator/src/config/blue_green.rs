@@ -228,7 +228,10 @@ impl BlueGreenConfig {
                 return Err(Error::invalid(
                     format!("{path}.weights"),
                     "[]",
-                    "a weighted switch needs at least one weight",
+                    format!(
+                        "{path}.trafficStrategy is `weighted`, and a weighted switch needs at \
+                         least one weight"
+                    ),
                 ));
             }
             // Each weight holds for the interval: a zero one would pass every weight at once,
