@@ -402,12 +402,18 @@ impl Runner {
             }
         }
         if rollback.is_none() {
+            // The silence is dated from the trigger's last data, as its own evidence does:
+            // when it went stale is a `staleAfter` later, or later still if it went stale
+            // while excused.
             rollback = stale(engine, &excuse)
-                .find(|(t, _)| missing_data(t) == MissingData::Fire)
-                .map(|(t, since)| {
+                .find(|t| missing_data(t) == MissingData::Fire)
+                .map(|t| {
+                    let since = engine
+                        .last_data(t.id())
+                        .map_or_else(|| "since the start".to_owned(), |at| format!("since {at}"));
                     format!(
-                        "trigger `{}` has had no usable data since {since}, and still has none \
-                         now its track serves traffic (for longer than its staleAfter {:?}): \
+                        "trigger `{}` has had no usable data {since}, and still has none now \
+                         its track serves traffic (for longer than its staleAfter {:?}): \
                          missing data asks to rollback",
                         t.id(),
                         stale_after(&t)
@@ -452,7 +458,7 @@ impl Runner {
     pub(super) fn triggers_ask(&self, now: Timestamp) -> Option<TriggerAction> {
         let engine = &self.state.triggers;
         let stale = stale(engine, &self.excuse(now))
-            .map(|(t, _)| missing_data(&t).action())
+            .map(|t| missing_data(&t).action())
             .max();
         engine.data_action().max(stale)
     }
@@ -476,7 +482,7 @@ impl Runner {
             })
             .map(|(id, _)| id.to_owned())
             .collect();
-        for (t, _) in stale(engine, &self.excuse(now)) {
+        for t in stale(engine, &self.excuse(now)) {
             if missing_data(&t) == MissingData::Hold && !ids.iter().any(|id| id == t.id()) {
                 ids.push(t.id().to_owned());
             }
@@ -576,18 +582,15 @@ impl Excuse {
     }
 }
 
-/// The triggers gone stale, with since when, but those whose missing data `excuse` covers.
-fn stale<'a>(
-    engine: &'a Engine,
-    excuse: &'a Excuse,
-) -> impl Iterator<Item = (TriggerConfig, Timestamp)> + 'a {
+/// The triggers gone stale, but those whose missing data `excuse` covers.
+fn stale<'a>(engine: &'a Engine, excuse: &'a Excuse) -> impl Iterator<Item = TriggerConfig> + 'a {
     let config = engine.config();
     engine.states().filter_map(move |(id, state)| {
-        let TriggerState::Stale { since } = state else {
+        let TriggerState::Stale { .. } = state else {
             return None;
         };
         let t = config.triggers.iter().find(|t| t.id() == id)?;
-        excuse.why(t).is_none().then(|| (t.clone(), since))
+        excuse.why(t).is_none().then(|| t.clone())
     })
 }
 
