@@ -4,7 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serin_canary::controller::Decision;
+use serin_canary::controller::{Action, Decision};
 use serin_signals::Timestamp;
 
 use crate::config::{NotifyOn, StrategyKind};
@@ -289,7 +289,16 @@ impl fmt::Display for EventKind {
             }
             EventKind::AnalysisResult { decision } => {
                 write!(f, "analysis: {:?} — {}", decision.action, decision.reason)?;
-                if let Some(e) = decision.evidence.first() {
+                // A rollback names only the failing judge that decided it: one for a deadline,
+                // missing data or a command names none (its first evidence is merely a judge's
+                // standing, a pass perhaps). Any other decision names the first, which it rests
+                // on (a promotion's gate or judges, a raise's judges) or waits on (a hold's): a
+                // canary that waits on missing data says so.
+                let decisive = match decision.action {
+                    Action::Rollback => decision.decisive_evidence(),
+                    _ => decision.evidence.first(),
+                };
+                if let Some(e) = decisive {
                     write!(f, " [{}]", e.summary)?;
                 }
                 Ok(())
@@ -344,9 +353,11 @@ impl fmt::Display for Event {
 
 #[cfg(test)]
 mod tests {
+    use serin_canary::judge::{Evidence, Severity};
     use serin_compat::Verdict;
+    use serin_signals::{Metric, Timestamp};
 
-    use super::verdict_name;
+    use super::{Action, Decision, EventKind, verdict_name};
 
     #[test]
     fn verdict_names_are_the_serialized_ones() {
@@ -356,6 +367,57 @@ mod tests {
                 verdict_name(v),
                 "{v:?}"
             );
+        }
+    }
+
+    /// A decision to `action` for `reason`, with one judge's evidence summed up as `summary`.
+    fn decision(
+        action: Action,
+        severity: Option<Severity>,
+        reason: &str,
+        summary: &str,
+    ) -> EventKind {
+        let at = Timestamp::from_millis(1_700_000_000_000);
+        let mut evidence = Evidence::empty("sequential-counts", Metric::ErrorRate, at);
+        evidence.summary = summary.into();
+        EventKind::AnalysisResult {
+            decision: Decision {
+                action,
+                at,
+                step: 1,
+                weight: 10,
+                severity,
+                reason: reason.into(),
+                evidence: vec![evidence],
+            },
+        }
+    }
+
+    #[test]
+    fn a_rollback_no_judge_decided_names_no_judges_evidence() {
+        let deadline = "the rollout exceeded its maximum duration 600s";
+        let pass = "The canary's error rate is no higher: pass.";
+        let shown = decision(Action::Rollback, None, deadline, pass).to_string();
+        assert_eq!(shown, format!("analysis: Rollback — {deadline}"));
+    }
+
+    #[test]
+    fn a_rollback_a_judge_decided_names_its_evidence() {
+        let fail = "The canary's error rate is 3x the baseline's: fail.";
+        let regression = "critical regression in `error_rate`";
+        let shown = decision(Action::Rollback, Some(Severity::Critical), regression, fail);
+        assert_eq!(
+            shown.to_string(),
+            format!("analysis: Rollback — {regression} [{fail}]")
+        );
+    }
+
+    #[test]
+    fn a_decision_to_go_on_names_the_evidence_it_rests_on_or_waits_on() {
+        let waiting = "No data for the canary: inconclusive, never a pass.";
+        for action in [Action::Promote, Action::Hold, Action::SetWeight(10)] {
+            let shown = decision(action, None, "step", waiting).to_string();
+            assert!(shown.ends_with(&format!("— step [{waiting}]")), "{shown}");
         }
     }
 }
