@@ -157,7 +157,7 @@ fn over_thresholds(tracks: &[TrackMetrics], limits: &MonitoringConfig) -> Vec<St
                 "{} error rate {:.2}% over errorRateThreshold {}%",
                 t.version,
                 rate * 100.0,
-                limit * 100.0
+                percent(limit)
             ));
         }
         if let (Some(p99), Some(limit)) = (t.p99_ms, limits.latency_threshold)
@@ -170,6 +170,13 @@ fn over_thresholds(tracks: &[TrackMetrics], limits: &MonitoringConfig) -> Vec<St
         }
     }
     over
+}
+
+/// A configured fraction as the percentage its user wrote (`7` for 0.07), without the binary
+/// rounding noise of `fraction · 100` (`7.000000000000001`), as the promotion gate's reasons
+/// write theirs.
+fn percent(fraction: f64) -> String {
+    ((fraction * 100.0 * 1e9).round() / 1e9).to_string()
 }
 
 /// How long `monitor` watches when neither `--duration` nor `MONITORING_DURATION` says.
@@ -382,6 +389,29 @@ mod tests {
             ..MonitoringConfig::default()
         };
         assert!(over_thresholds(&[track(Some(0.9), Some(1e6))], &off).is_empty());
+    }
+
+    #[test]
+    fn a_threshold_is_written_as_configured_without_rounding_noise() {
+        let track = TrackMetrics {
+            track: "blue".into(),
+            version: "1.0.0".into(),
+            weight: 100.0,
+            requests: 100,
+            errors: 10,
+            error_rate: Some(0.1),
+            throughput: 100.0,
+            p50_ms: None,
+            p99_ms: None,
+        };
+        let limits = MonitoringConfig {
+            error_rate_threshold: Some(0.07),
+            ..MonitoringConfig::default()
+        };
+        assert_eq!(
+            over_thresholds(&[track], &limits),
+            ["1.0.0 error rate 10.00% over errorRateThreshold 7%"]
+        );
     }
 
     #[test]
