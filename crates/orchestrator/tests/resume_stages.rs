@@ -591,6 +591,27 @@ async fn the_readiness_timeout_counts_from_the_journalled_start_of_the_wait() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_first_install_resumed_after_giving_its_ready_track_all_traffic_announces_it_ready_once()
+{
+    let config =
+        DeploymentConfig::new(StrategyKind::Canary, v("1.0.0"), &[SERVICE]).expect("config");
+    let reference = run_to_end(&World::new().orchestrator(), &config).await;
+    let world = World::new();
+    // Records: started, validated, prepared, bring-up, then the one that gives the ready
+    // track all traffic, written while the deployment still waits for readiness.
+    let last = support::crash_at(&world, world.orchestrator(), config, 5).await;
+    assert_eq!(last.state.stage, Stage::WaitReady, "{last:?}");
+    assert!(
+        last.effects
+            .iter()
+            .any(|e| matches!(e, Effect::Apply { .. })),
+        "{last:?}"
+    );
+    let resumed = resume_to_end(&world.orchestrator(), &last.deployment).await;
+    assert_eq!(kinds(&resumed), kinds(&reference), "{resumed}");
+}
+
 // ---- 4: a promotion cut short by a crash ----
 
 #[tokio::test(start_paused = true)]

@@ -1023,6 +1023,15 @@ impl Runner {
     /// blue-green deployment starts its switch plan. A deployment paused meanwhile starts
     /// with no traffic on the new track, as a pause holds every weight.
     pub(super) async fn wait_ready(&mut self) -> Result<()> {
+        if self.state.from.is_none() && self.state.promoted_at.is_some() {
+            // A first install resumed after the record that gave its ready track all traffic:
+            // that record announced the track ready and the resume carried its split out
+            // again, so only the end is left, as in an uninterrupted run. Waiting again would
+            // announce the track ready a second time.
+            return self
+                .finish(Outcome::Succeeded, Vec::new(), Vec::new())
+                .await;
+        }
         if !self.await_ready().await? {
             return Ok(());
         }
