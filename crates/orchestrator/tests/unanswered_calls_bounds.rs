@@ -3,7 +3,7 @@
 //! by `maxDeploymentDuration` under paused time: one that never answers is dropped, and a
 //! deployment's pre-check cut short fails it with nothing changed, at its deadline or at once
 //! on an operator's abort. A deployment lock taken by a call that did not answer in time is
-//! not left held.
+//! not left held, and a start refused after its first record is journalled as failed.
 //!
 //! So are the calls that carry a deployment's decisions out (bringing a track up, scaling it,
 //! applying a split, retiring a track): by the deadline while it runs, by
@@ -26,8 +26,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serin_orchestrator::{
     DeploymentHandle, Effect, Error, InMemoryJournal, InMemoryPlatform, Journal, Orchestrator,
-    OrchestratorBuilder, Platform, Record, Report, Result, ServiceBackends, Stage, TrackSpec,
-    TrackStatus,
+    OrchestratorBuilder, Outcome, Platform, Record, Report, Result, ServiceBackends, Stage,
+    TrackSpec, TrackStatus,
 };
 use serin_signals::Track;
 use serin_traffic::{Capabilities, InMemoryRouter, TrafficRouter, TrafficSplit};
@@ -306,6 +306,31 @@ async fn refused_start_at_the_bound(world: &World, o: &Orchestrator, who: &str, 
     assert_eq!(began.elapsed(), MAX);
 }
 
+/// Starts the canary of 1.1.0 on `o`, over `world`'s journal, which it must refuse at [`MAX`]
+/// for the timeout of `call` into `who`, a call made after the deployment's first record: the
+/// deployment is journalled as failed for it, so that none is left unfinished.
+async fn refused_start_journalled_at_the_bound(
+    world: &World,
+    o: &Orchestrator,
+    who: &str,
+    call: &str,
+) {
+    let records = world.journal.len();
+    let began = tokio::time::Instant::now();
+    let started = bounded("the start", o.start(&canary_within(MAX), SERVICE)).await;
+    let e = started.expect_err("a start whose call never answered");
+    timed_out(&e, who, call);
+    assert_eq!(began.elapsed(), MAX);
+    let all = world.journal.all();
+    assert_eq!(all.len(), records + 2, "the first record and the end");
+    let end = &all.last().expect("records").state;
+    let Some(Outcome::Failed { reason }) = &end.outcome else {
+        panic!("{end:?}");
+    };
+    assert!(reason.contains(call), "{reason}");
+    assert!(o.unfinished().await.expect("unfinished").is_empty());
+}
+
 /// Takes the service's lock for another deployment on `world`'s platform.
 async fn lock_for_another(world: &World) -> Result<()> {
     world.platform.lock(SERVICE, "another-deployment").await
@@ -344,7 +369,7 @@ async fn a_router_that_never_answers_refuses_the_start_at_the_bound() {
 async fn a_lock_that_never_answers_refuses_the_start_and_is_not_left_held() {
     let s = setup(true).await;
     s.platform.stall.cue("lock");
-    refused_start_at_the_bound(&s.world, &s.o, "platform `hanging`", "lock").await;
+    refused_start_journalled_at_the_bound(&s.world, &s.o, "platform `hanging`", "lock").await;
     lock_for_another(&s.world)
         .await
         .expect("the lock taken by the call that timed out is freed");
@@ -354,7 +379,13 @@ async fn a_lock_that_never_answers_refuses_the_start_and_is_not_left_held() {
 async fn a_status_of_the_new_track_that_never_answers_refuses_the_start_and_frees_the_lock() {
     let s = setup(true).await;
     s.platform.stall.cue("status canary");
-    refused_start_at_the_bound(&s.world, &s.o, "platform `hanging`", "status of web/canary").await;
+    refused_start_journalled_at_the_bound(
+        &s.world,
+        &s.o,
+        "platform `hanging`",
+        "status of web/canary",
+    )
+    .await;
     lock_for_another(&s.world).await.expect("the lock is freed");
 }
 

@@ -311,8 +311,17 @@ impl Orchestrator {
     ///
     /// Each call it makes into the router and the platform, and the journal's listing of the
     /// deployments, is given the config's `maxDeploymentDuration` to answer: one that does not
-    /// refuses the start with [`Error::Timeout`] naming it, with nothing journalled and any
-    /// deployment lock it took freed.
+    /// refuses the start with [`Error::Timeout`] naming it, and any deployment lock it took
+    /// is freed.
+    ///
+    /// The deployment's first record is journalled before the platform's deployment lock of
+    /// the service is taken, so that a crash between the two leaves a deployment to
+    /// [`resume`](Self::resume) (which takes the lock) or [`abandon`](Self::abandon), never a
+    /// lock that no deployment in the journal holds. A start refused after that record (the
+    /// lock held by another deployment, the new track already running, the platform not
+    /// answering) ends the deployment as failed with the reason, journalled and announced,
+    /// and returns that refusal; one refused before it (the config, the backends, the router,
+    /// the journal's listing) journals nothing.
     ///
     /// A deployment whose weights the service's router cannot take (a blue-green switch's
     /// steps, a canary's weights, off the router's
@@ -353,36 +362,6 @@ impl Orchestrator {
             n += 1;
             id = format!("{service}-{}-{}-{n}", to.version, now.as_millis());
         }
-        let platform = self.inner.platform.as_ref();
-        lock_new(platform, service, &id, limit)
-            .await
-            .map_err(|e| match e {
-                Error::Conflict { reason, .. } => Error::conflict(
-                    "run",
-                    service,
-                    format!("{reason}; resume it to finish it (or roll it back) first"),
-                ),
-                other => other,
-            })?;
-        // Any other error is a track that does not run; one that did not answer may run.
-        match status_within(platform, service, &to.track, limit).await {
-            Ok(st) => {
-                unlock_or_log(platform, service, &id, limit).await;
-                return Err(Error::conflict(
-                    "run",
-                    service,
-                    format!(
-                        "track {} already runs {}: resume or finish the deployment that started it, or retire it",
-                        to.track, st.version
-                    ),
-                ));
-            }
-            Err(e @ Error::Timeout { .. }) => {
-                unlock_or_log(platform, service, &id, limit).await;
-                return Err(e);
-            }
-            Err(_) => {}
-        }
         let triggers = Engine::new(config.trigger_config()?, now)
             .map_err(|e| Error::invalid("triggers", "…", e.to_string()))?;
         let mut runner_state = DeploymentState::new(
@@ -406,7 +385,9 @@ impl Orchestrator {
             },
         ];
         // The first record is written here, so a deployment exists in the journal as soon as
-        // `start` returns.
+        // `start` returns, and before the platform's lock is taken: a deployment holding the
+        // lock is always one the journal knows, so a crash between the two leaves one to
+        // resume or abandon, not a lock that nothing can free.
         let (tx, rx) = mpsc::unbounded_channel();
         let (status_tx, _) = watch::channel(Status::of(&runner_state));
         let mut first = Runner {
@@ -424,8 +405,13 @@ impl Orchestrator {
             watch_saw_data: false,
             unfed_told: Default::default(),
         };
-        if let Err(e) = first.commit(Vec::new(), kinds).await {
-            unlock_or_log(platform, service, &first.state.id, limit).await;
+        first.commit(Vec::new(), kinds).await?;
+        let platform = self.inner.platform.as_ref();
+        if let Err(e) = claim(platform, service, &to.track, &first.state.id, limit).await {
+            // Journalled as failed, or it would be found unfinished.
+            if let Err(j) = first.refused(e.to_string()).await {
+                tracing::warn!(deployment = %first.state.id, "journalling the refused start failed: {j}");
+            }
             return Err(e);
         }
         runner_state = first.state.clone();
@@ -620,9 +606,11 @@ impl Orchestrator {
     /// the field, the step, the weight and the granularity, before anything moves, and the
     /// deployment stays unfinished, to be resumed once its router takes them.
     ///
-    /// The platform's deployment lock is taken back within `maxDeploymentDuration`: a platform
-    /// that does not answer refuses the resume with [`Error::Timeout`], and the lock stays the
-    /// deployment's, as it was since it was cut short.
+    /// The platform's deployment lock is taken back within `maxDeploymentDuration` (taken, by
+    /// a deployment cut short between its first record and the lock): a platform that does not
+    /// answer refuses the resume with [`Error::Timeout`], and the lock stays the deployment's,
+    /// as it was since it was cut short. One another deployment holds refuses the resume with
+    /// [`Error::Conflict`] naming it, and nothing moves.
     pub async fn resume(&self, deployment: &str) -> Result<DeploymentHandle> {
         let records = self.records(deployment).await?;
         let Some((last, earlier)) = records.split_last() else {
@@ -888,6 +876,46 @@ async fn lock_new(
         unlock_or_log(platform, service, holder, limit).await;
     }
     locked
+}
+
+/// Takes the deployment lock of `service` for `holder`, a deployment just journalled, and
+/// checks that its new `track` does not run yet (any error but a timeout is a track that does
+/// not run; one that did not answer may run). The lock is freed when either fails.
+async fn claim(
+    platform: &dyn Platform,
+    service: &str,
+    track: &Track,
+    holder: &str,
+    limit: Duration,
+) -> Result<()> {
+    lock_new(platform, service, holder, limit)
+        .await
+        .map_err(|e| match e {
+            Error::Conflict { reason, .. } => Error::conflict(
+                "run",
+                service,
+                format!("{reason}; resume it to finish it (or roll it back) first"),
+            ),
+            other => other,
+        })?;
+    match status_within(platform, service, track, limit).await {
+        Ok(st) => {
+            unlock_or_log(platform, service, holder, limit).await;
+            Err(Error::conflict(
+                "run",
+                service,
+                format!(
+                    "track {track} already runs {}: resume or finish the deployment that started it, or retire it",
+                    st.version
+                ),
+            ))
+        }
+        Err(e @ Error::Timeout { .. }) => {
+            unlock_or_log(platform, service, holder, limit).await;
+            Err(e)
+        }
+        Err(_) => Ok(()),
+    }
 }
 
 /// How many times in all the platform is asked to free a deployment lock.

@@ -807,6 +807,15 @@ impl Runner {
         self.free_lock().await
     }
 
+    /// Ends a deployment refused right after its first record (the service's lock held by
+    /// another deployment, its new track already running) as failed with `reason`,
+    /// journalled and announced like any end, so that it is not found unfinished. It holds no
+    /// lock to free.
+    pub(crate) async fn refused(&mut self, reason: String) -> Result<()> {
+        self.finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
+            .await
+    }
+
     /// Frees the platform's deployment lock of the service, the deployment having ended (see
     /// [`unlock`]). One the platform would not free is journalled as an anomaly, which the
     /// report shows and notifiers announce, naming the deployment whose resume frees it:
