@@ -292,6 +292,7 @@ mod tests {
             )],
             state: state.clone(),
             effects: Vec::new(),
+            weight: None,
             sample: None,
         };
         state.stage = Stage::Done;
@@ -310,6 +311,7 @@ mod tests {
             )],
             state,
             effects: Vec::new(),
+            weight: None,
             sample: None,
         };
         let report = Report::from_records(&[first.clone(), second.clone()]).expect("report");

@@ -402,3 +402,54 @@ async fn the_events_of_a_record_whose_effects_fail_reach_subscribers() {
     // All of them, in the journal's order: the failed record's events before the rollback's.
     assert_eq!(received, report.timeline, "{report}");
 }
+
+/// A canary whose first step scales its track, on a platform whose new instances take a few
+/// checks to become ready: it enters its stage at 0%.
+fn scaled_canary() -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    support::written_steps(
+        &mut config,
+        serde_json::from_str(
+            r#"[{"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":25},
+            {"pause":{"duration":"30s"}},{"setWeight":75},{"pause":{"duration":"30s"}}]"#,
+        )
+        .expect("steps"),
+    );
+    config.blue_green_config.replicas_per_env = 4;
+    config.monitoring.monitoring_duration = Duration::from_secs(20);
+    config.blue_green_config.keep_old_warm_for = Duration::from_secs(20);
+    config.monitoring.error_rate_threshold = None;
+    config.validate().expect("valid");
+    config
+}
+
+/// The 0% a canary enters its stage at is announced once the router took it; a crash right
+/// after the record that entered the stage, before the one announcing it, does not lose it,
+/// though no share was announced before and 0% is the share the new version had.
+#[tokio::test(start_paused = true)]
+async fn a_canary_entered_at_0_percent_announces_it_when_resumed_before_announcing_it() {
+    let slow = || InMemoryPlatform::new().with_ready_after(3);
+    let config = scaled_canary();
+    let (world, _traffic) = World::serving_on(slow(), 0.005, 0.005).await;
+    let before = world.journal.len();
+    let reference = support::run_to_end(&world.orchestrator(), &config).await;
+    assert_eq!(
+        support::weights(&reference.timeline),
+        [0.0, 25.0, 75.0, 100.0]
+    );
+    let entered = world.journal.all()[before..]
+        .iter()
+        .position(|r| r.state.stage == Stage::Canary)
+        .expect("the canary stage");
+
+    let (world, _traffic) = World::serving_on(slow(), 0.005, 0.005).await;
+    let records = world.journal.len() + entered + 1;
+    let last = support::crash_at(&world, world.orchestrator(), config, records).await;
+    assert_eq!(last.state.stage, Stage::Canary, "{last:?}");
+    let resumed = resume_to_end(&world.orchestrator(), &last.deployment).await;
+    assert_eq!(
+        support::weights(&resumed.timeline),
+        support::weights(&reference.timeline),
+        "{resumed}"
+    );
+}

@@ -42,6 +42,13 @@ pub struct Record {
     pub effects: Vec<Effect>,
     /// What to announce once carried out.
     pub events: Vec<Event>,
+    /// The new version's share of traffic, in percent, that the decision this record holds
+    /// sets: announced ([`WeightChanged`](crate::EventKind::WeightChanged)) in a record of its
+    /// own once the effects are carried out, so not among `events`. A deployment resumed from
+    /// this record announces it as the uninterrupted run would have, even when it equals the
+    /// share announced before (a canary stage entered at 0%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
     /// What both arms looked like over the window observed just before this record, if one was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample: Option<Sample>,

@@ -64,6 +64,7 @@ pub fn sample_record(deployment: &str, seq: u64) -> Record {
         }],
         state,
         effects: vec![Effect::retire(Track::Canary, Duration::ZERO)],
+        weight: None,
         sample: None,
     }
 }

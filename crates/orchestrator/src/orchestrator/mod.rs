@@ -575,7 +575,9 @@ impl Orchestrator {
     /// effects are carried out again (they are idempotent) and its events announced again (a
     /// subscriber may see them twice, with the same sequence numbers); a share of traffic they
     /// give the new version that the deployment had not announced yet (the crash came between
-    /// applying it and announcing it) is announced then, in a record of its own. If carrying
+    /// applying it and announcing it) is announced then, in a record of its own, as is the
+    /// share the record's decision set even when it equals the one announced before (a canary
+    /// stage entered at 0%), as an uninterrupted run announces it. If carrying
     /// them out fails, the deployment goes on as an uninterrupted run whose step failed: with
     /// `rollbackOnError` it rolls back, otherwise it ends as failed — journalled and announced
     /// either way. Then it continues, or, when the config says `onResume: rollback`, starts a

@@ -165,6 +165,15 @@ impl Resumption {
     }
 }
 
+/// The share the last [`WeightChanged`](EventKind::WeightChanged) among `kinds` gives the new
+/// version.
+fn last_percent(kinds: &[EventKind]) -> Option<f64> {
+    kinds.iter().rev().find_map(|k| match k {
+        EventKind::WeightChanged { percent, .. } => Some(*percent),
+        _ => None,
+    })
+}
+
 /// Whether `e` is a journal append's failure (as [`Runner::append`] labels every one): the run
 /// stops there, with the journal's last record as the state to resume from, since nothing may
 /// be carried out or answered that is not journalled.
@@ -242,7 +251,8 @@ impl Runner {
             }
             !weight
         });
-        let record = self.append(effects, kinds).await?;
+        let weight = last_percent(&weights);
+        let record = self.append(effects, kinds, weight).await?;
         let executed = self.execute(&record.effects).await;
         self.emit(&record.events).await;
         self.publish();
@@ -253,8 +263,14 @@ impl Runner {
         self.announce_weights(weights, &record.effects).await
     }
 
-    /// Journals the current state with `effects` and `kinds` as the next record.
-    async fn append(&mut self, effects: Vec<Effect>, kinds: Vec<EventKind>) -> Result<Record> {
+    /// Journals the current state with `effects`, `kinds` and the `weight` its decision sets
+    /// (see [`Record::weight`]) as the next record.
+    async fn append(
+        &mut self,
+        effects: Vec<Effect>,
+        kinds: Vec<EventKind>,
+        weight: Option<f64>,
+    ) -> Result<Record> {
         let now = self.now();
         let mut events = Vec::with_capacity(kinds.len());
         for kind in kinds {
@@ -274,6 +290,7 @@ impl Runner {
             state: self.state.clone(),
             effects,
             events,
+            weight,
             sample: self.sample.take(),
         };
         let doing = format!("appending record {} of {}", record.seq, record.deployment);
@@ -327,10 +344,7 @@ impl Runner {
         weights: Vec<EventKind>,
         effects: &[Effect],
     ) -> Result<()> {
-        let Some(percent) = weights.iter().rev().find_map(|k| match k {
-            EventKind::WeightChanged { percent, .. } => Some(*percent),
-            _ => None,
-        }) else {
+        let Some(percent) = last_percent(&weights) else {
             return Ok(());
         };
         self.announced = percent;
@@ -340,7 +354,7 @@ impl Runner {
             })
             .into_iter()
             .collect();
-        let record = self.append(applied, weights).await?;
+        let record = self.append(applied, weights, None).await?;
         self.emit(&record.events).await;
         self.publish();
         Ok(())
@@ -371,9 +385,13 @@ impl Runner {
         self.emit(&last.events).await;
         if executed.is_ok() {
             // The crash may have come before the share they gave the new version was
-            // announced (only a journal failure stops this).
-            let moved = self.weight_moved(&effects);
-            self.announce_weights(moved.into_iter().collect(), &effects)
+            // announced (only a journal failure stops this): the one the record's decision
+            // set, as `commit` announces it, or else any other its split gives.
+            let weights = match last.weight {
+                Some(percent) => Some(self.weight_changed(percent)),
+                None => self.weight_moved(&effects),
+            };
+            self.announce_weights(weights.into_iter().collect(), &effects)
                 .await?;
         }
         if let Err(e) = executed {
