@@ -276,21 +276,108 @@ async fn a_router_failing_through_the_whole_rollback_ends_the_deployment_as_fail
         .expect("lock freed");
 }
 
-/// A metrics outage is no evidence: the rollback triggers go stale and hold, and a gradual
-/// switch holds with them instead of moving on to 100%; at the deadline it rolls back.
+/// The anomalies of `report` that say the switch waits, each starting with `what`.
+fn waits_said<'a>(report: &'a Report, what: &str) -> Vec<&'a String> {
+    report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Anomaly { summary, .. } if summary.starts_with(what) => Some(summary),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A metrics outage from the start is no evidence: a gradual or weighted switch, at its own
+/// pace, raises green no further than its first weight (the data of which never comes, well
+/// within the triggers' `staleAfter`), says why once, and rolls back at the deadline; nothing
+/// promotes.
 #[tokio::test(start_paused = true)]
 async fn a_metrics_outage_holds_a_gradual_switch_and_never_promotes() {
+    let mut weighted = blue_green_config("1.1.0", TrafficStrategyKind::Weighted);
+    weighted.blue_green_config.weights = vec![20.0, 60.0];
+    for mut config in [
+        blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
+        weighted,
+    ] {
+        let world = world_on_blue().await;
+        world.source.set_unavailable(true);
+        config.monitoring.on_deadline = serin_orchestrator::OnDeadline::Rollback;
+        config.max_deployment_duration = std::time::Duration::from_secs(900);
+        let report = world.deploy(&config).await;
+        let reason = rollback_reason(&report);
+        assert!(reason.contains("maxDeploymentDuration"), "{reason}");
+        let first = weights(&report)[0];
+        assert_eq!(weights(&report), vec![first, 0.0], "{report}");
+        assert!(
+            !report.timeline.iter().any(|e| matches!(
+                &e.kind,
+                EventKind::AnalysisResult { decision }
+                    if decision.action == serin_canary::controller::Action::Promote
+            )),
+            "{report}"
+        );
+        let said = waits_said(&report, &format!("the switch holds 1.1.0 at {first}%"));
+        assert_eq!(said.len(), 1, "said once: {report}");
+        world.assert_live(Track::Blue, "1.0.0").await;
+    }
+}
+
+/// A short outage only delays the switch: green gets no more traffic while the checks read
+/// nothing of it, and the switch goes on once its data comes back.
+#[tokio::test(start_paused = true)]
+async fn a_short_metrics_outage_delays_a_gradual_switch_until_data_comes_back() {
     let world = world_on_blue().await;
     world.source.set_unavailable(true);
+    let h = world
+        .start(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
+        .await;
+    let start = world.clock.now();
+    tokio::time::sleep(std::time::Duration::from_secs(50)).await;
+    assert_eq!(h.status().weight, 25.0, "held while no data comes");
+    world.source.set_unavailable(false);
+    let report = h.wait().await.expect("report");
+    support::assert_succeeded(&report);
+    assert_eq!(weights(&report), vec![25.0, 50.0, 75.0, 100.0]);
+    let raised = report
+        .timeline
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::WeightChanged { percent, .. } if percent == 50.0))
+        .expect("raised to 50%");
+    assert!(
+        raised.at.saturating_duration_since(start) >= std::time::Duration::from_secs(50),
+        "{report}"
+    );
+    world.assert_live(Track::Green, "1.1.0").await;
+}
+
+/// A rollback trigger that has judged nothing of green (nothing records its latency) keeps a
+/// gradual switch from giving it all traffic on that silence: it holds at its last weight,
+/// saying why once, and finishes once latencies come.
+#[tokio::test(start_paused = true)]
+async fn a_gradual_switch_gives_green_all_traffic_only_once_every_trigger_has_data() {
+    let world = world_on_blue().await;
     let mut config = blue_green_config("1.1.0", TrafficStrategyKind::Gradual);
-    config.blue_green_config.traffic_interval = std::time::Duration::from_secs(120);
-    config.max_deployment_duration = std::time::Duration::from_secs(900);
-    let report = world.deploy(&config).await;
-    let reason = rollback_reason(&report);
-    assert!(reason.contains("maxDeploymentDuration"), "{reason}");
-    let top = weights(&report).into_iter().fold(0.0_f64, f64::max);
-    assert!(top < 100.0, "switched fully without evidence: {report}");
-    world.assert_live(Track::Blue, "1.0.0").await;
+    config.monitoring.latency_threshold = Some(500.0);
+    config.max_deployment_duration = std::time::Duration::from_secs(1800);
+    config.validate().expect("valid");
+    let h = world.start(&config).await;
+    // Its four steps of half a minute are long done.
+    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    let status = h.status();
+    assert_eq!(
+        status.stage,
+        serin_orchestrator::Stage::Switch,
+        "{status:?}"
+    );
+    assert_eq!(status.weight, 75.0, "{status:?}");
+    world.set_latency("1.1.0", 20.0);
+    let report = h.wait().await.expect("report");
+    support::assert_succeeded(&report);
+    assert_eq!(weights(&report), vec![25.0, 50.0, 75.0, 100.0]);
+    let said = waits_said(&report, "the switch's last step waits");
+    assert_eq!(said.len(), 1, "said once: {report}");
+    assert!(said[0].contains("`latency-threshold`"), "{}", said[0]);
 }
 
 /// After the switch, a watch whose triggers hold for want of data does not end at

@@ -21,8 +21,9 @@ use support::{
 
 const MAX: Duration = Duration::from_secs(20 * 60);
 
-/// 1.0.0 serving, and an orchestrator whose platform, metrics and health source can be told
-/// to stop answering.
+/// 1.0.0 serving under traffic (a switch raises the new track's share only once a check read
+/// data of it), and an orchestrator whose platform, metrics and health source can be told to
+/// stop answering.
 struct Setup {
     world: Arc<World>,
     platform: Arc<SilentStatus>,
@@ -32,7 +33,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let world = World::installed().await;
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
     let platform = Arc::new(SilentStatus::new(world.platform.clone()));
     let metrics = Arc::new(SilentMetrics::new(world.source.clone()));
     let health = Arc::new(SilentHealth::new(world.health.clone()));

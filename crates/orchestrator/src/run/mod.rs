@@ -98,14 +98,15 @@ pub(crate) struct Runner {
     /// not a `Cell`, since the runner is held across awaits in a task that must be `Send`.
     pub(crate) split_unknown: AtomicBool,
     /// Whether the watch's last check read any data of the new version (or had no rollback
-    /// trigger to feed it to). A watch ends only after such a check: one whose every read came
-    /// back empty (a metrics outage) has no evidence that the version is fine, however short
-    /// the outage was next to the triggers' `staleAfter`. False on a fresh runner, so a
-    /// resumed watch checks once more first.
+    /// trigger to feed it to). A watch ends only after such a check, and a switch raises a
+    /// share the new version already has only after one: one whose every read came back empty
+    /// (a metrics outage) has no evidence that the version is fine, however short the outage
+    /// was next to the triggers' `staleAfter`. False on a fresh runner, so a resumed watch or
+    /// switch checks once more first.
     pub(crate) watch_saw_data: bool,
-    /// What was last said to wait (the promotion, the watch's end) for want of any data of
-    /// the new version, and for which rollback triggers: said again only when either changes,
-    /// or after the wait ended.
+    /// What was last said to wait (the promotion, the watch's end, a switch's step) for want
+    /// of any data of the new version, and for which rollback triggers: said again only when
+    /// either changes, or after the wait ended.
     pub(crate) unfed_told: (String, Vec<String>),
 }
 

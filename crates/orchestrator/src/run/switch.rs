@@ -6,7 +6,7 @@ use serin_traffic::Next;
 
 use crate::error::{Error, Result};
 use crate::event::EventKind;
-use crate::state::{Effect, Outcome, Stage};
+use crate::state::{Effect, Outcome, PlanRun, Stage};
 
 use super::prepare::Bounded;
 use super::{Operation, Runner, is_journal_error, split_all};
@@ -14,10 +14,11 @@ use super::{Operation, Runner, is_journal_error, split_all};
 impl Runner {
     /// One step of the blue-green switch: apply the plan's next split when it is due, or
     /// watch the triggers until it is. While paused, while a trigger holds (a metrics
-    /// outage, say), or while an instance of the new track is not ready, no step is applied
-    /// and the switch does not finish: the triggers are watched until that ends, or the
-    /// deadline rolls back. An instance of the new track that died is an error, which rolls
-    /// back (a platform never restarts one).
+    /// outage, say), while the evidence for the new track's next share is missing (see
+    /// [`step_unfed`](Self::step_unfed)), or while an instance of the new track is not
+    /// ready, no step is applied and the switch does not finish: the triggers are watched
+    /// until that ends, or the deadline rolls back. An instance of the new track that died is
+    /// an error, which rolls back (a platform never restarts one).
     pub(super) async fn switch_tick(&mut self) -> Result<()> {
         if self.state.promoting {
             return self.finish_promotion(Vec::new()).await;
@@ -35,6 +36,18 @@ impl Runner {
             run.cursor
                 .next(&run.plan, now.as_millis())
                 .map_err(|e| Error::conflict("switch", &self.state.id, e.to_string()))?
+        };
+        let next = match next {
+            Next::Apply { step } => match self.step_unfed(&run, step) {
+                Some(said) => {
+                    if !said.is_empty() {
+                        self.commit(Vec::new(), said).await?;
+                    }
+                    Next::AwaitApproval { step: 0 }
+                }
+                None => next,
+            },
+            other => other,
         };
         let next = match next {
             Next::Apply { .. } | Next::Done => match self.new_track_ready().await? {
@@ -103,6 +116,69 @@ impl Runner {
                 self.watch_tick().await
             }
         }
+    }
+
+    /// What keeps step `step` of the switch from giving the new track more traffic for want
+    /// of evidence, if anything: `Some` with what says so (once for each wait, so often
+    /// nothing), `None` when the step may go.
+    ///
+    /// No data is no pass, yet the triggers hold for it only once stale, `staleAfter` (five
+    /// minutes by default) after the new track began taking traffic: a switch at its own pace
+    /// would be over long before. So a step that raises a share the new track already has
+    /// waits while the switch's last check of the triggers read no data of it, and one that
+    /// gives it all traffic also waits while a rollback trigger has judged nothing of it since
+    /// it began taking traffic, as a canary's promotion waits (a latency threshold over a
+    /// source without latency). A switch that gives the new track all traffic in one step
+    /// (an immediate one) cannot have data of it before, and is not held: the watch after
+    /// promotion judges it, and does not end, retiring the old version, without data.
+    fn step_unfed(&mut self, run: &PlanRun, step: usize) -> Option<Vec<EventKind>> {
+        let before = self.state.weight;
+        let percent = run
+            .plan
+            .step(step)
+            .and_then(|s| s.split().weight_of(self.new_track().as_str()))
+            .map_or(0.0, |w| w.as_percent());
+        let unfed = if before > 0.0 && percent >= 100.0 {
+            let since = self.state.canary_traffic_since.unwrap_or(Timestamp::EPOCH);
+            self.triggers_without_data(since)
+        } else {
+            Vec::new()
+        };
+        let said = if !unfed.is_empty() {
+            self.unfed_said(
+                unfed,
+                "the switch's last step waits",
+                "it gets all traffic once data comes, or the switch rolls back when \
+                 maxDeploymentDuration runs out",
+            )
+        } else if before > 0.0 && percent > before && !self.watch_saw_data {
+            self.no_data_said(before)
+        } else {
+            self.unfed_told = Default::default();
+            return None;
+        };
+        Some(said.into_iter().collect())
+    }
+
+    /// What says, once for each wait, that the switch holds the new version at `percent`
+    /// because its last check read no data of it.
+    fn no_data_said(&mut self, percent: f64) -> Option<EventKind> {
+        let version = &self.state.to.version;
+        let what = format!("the switch holds {version} at {percent}%");
+        if self.unfed_told == (what.clone(), Vec::new()) {
+            return None;
+        }
+        let summary = format!(
+            "{what}: its last check of the rollback triggers read no data of it; it gets more \
+             traffic once data comes, or the switch rolls back when maxDeploymentDuration runs \
+             out"
+        );
+        self.unfed_told = (what, Vec::new());
+        Some(EventKind::Anomaly {
+            source: "rollback triggers".into(),
+            severity: "hold".into(),
+            summary,
+        })
     }
 
     /// Whether every instance of the new track is alive and ready, so that it may take more
