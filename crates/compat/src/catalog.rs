@@ -48,6 +48,10 @@ impl Format {
 }
 
 /// Registry, rules and graphs, validated together.
+///
+/// Read one with [`parse`](Self::parse) or [`load`](Self::load), which read its migration
+/// files and validate it. Deserialized by other means, it is checked by each part alone (a
+/// registry, a matrix), not against the others: call [`check`](Self::check) before using it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Catalog {
