@@ -24,6 +24,11 @@ use std::time::Duration;
 use serde::de::{self, Visitor};
 use serde::{Deserializer, Serializer};
 
+/// `d` as config writes it (`1m 30s`, `0s`), for messages that quote a duration back.
+pub fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 /// Writes `d` as a human string (`1m 30s`).
 pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_duration(*d))

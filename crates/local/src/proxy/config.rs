@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 ///     r#"{"listen": "127.0.0.1:8080", "admin": "127.0.0.1:9090", "connectTimeout": "500ms"}"#,
 /// )?;
 /// assert_eq!(c.connect_timeout, std::time::Duration::from_millis(500));
-/// assert!(serde_json::from_str::<ProxyConfig>(r#"{"connectTimeout": 0}"#).unwrap_err()
-///     .to_string().contains("proxyConfig.connectTimeout"));
+/// let refused = serde_json::from_str::<ProxyConfig>(r#"{"connectTimeout": 0}"#).unwrap_err();
+/// assert!(refused.to_string().contains("proxyConfig.connectTimeout `0s`"), "{refused}");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,7 +342,7 @@ impl ProxyConfig {
             } else {
                 Err(Error::invalid(
                     format!("proxyConfig.{field}"),
-                    format!("{value:?}"),
+                    serin_signals::duration::human(value),
                     format!("must be between 1ms and {max_text}"),
                 ))
             }
