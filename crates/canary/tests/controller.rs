@@ -1267,3 +1267,27 @@ fn a_held_rollback_names_the_metric_a_judge_of_several_failed_on() {
     assert!(by_held.reason.contains("`latency`"), "{}", by_held.reason);
     assert_eq!(by_held.reason, by_tick.reason);
 }
+
+/// A hold that waits on a judge lists that judge's evidence first, so that a report's line for
+/// the hold shows what it waits on rather than another judge's standing.
+#[test]
+fn a_hold_on_a_judge_leads_with_that_judge_s_evidence() {
+    let latency =
+        serin_canary::sequential::SequentialLatencyJudge::new(Metric::Latency, 0.05, 0.0).unwrap();
+    let judges: Vec<Box<dyn Judge>> = vec![Box::new(judge()), Box::new(latency)];
+    let policy = CanaryPolicy::new(vec![Step::SetWeight(10), pause(60), Step::SetWeight(50)]);
+    let mut ctl = CanaryController::new(policy, judges).unwrap();
+    ctl.tick(at(0));
+    for s in 0..60 {
+        let w = second(s);
+        let b = counts(Metric::ErrorRate, Track::Stable, w, 900, 1);
+        let c = counts(Metric::ErrorRate, Track::Canary, w, 100, 0);
+        ctl.feed(&b, &c, w.end()).unwrap();
+    }
+    // The latency judge has seen nothing at 10%: the raise waits on it.
+    let d = ctl.tick(at(60));
+    assert_eq!(d.action, Action::Hold, "{}", d.reason);
+    assert!(d.reason.contains("sequential-latency"), "{}", d.reason);
+    assert_eq!(d.evidence[0].judge, "sequential-latency");
+    assert_eq!(d.evidence.len(), 2);
+}

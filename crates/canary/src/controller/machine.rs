@@ -937,8 +937,8 @@ impl<J: Judge> CanaryController<J> {
         (0..self.judges.len()).filter(|i| !self.judges[*i].advisory())
     }
 
-    /// Why a raise (`doing`: "weight not raised"), the promotion included, must wait: a deciding
-    /// judge that has seen no data at the weight in force since it was set (missing evidence is
+    /// The judge a raise (`doing`: "weight not raised"), the promotion included, must wait on,
+    /// and why: a deciding judge that has seen no data at the weight in force since it was set (missing evidence is
     /// no pass). At 0% there is no canary traffic to observe, and at 100% no baseline traffic
     /// to compare it with, so nothing to wait for: what decides there is the evidence of the
     /// weights before.
@@ -946,18 +946,19 @@ impl<J: Judge> CanaryController<J> {
     /// So must one while the latest window of a metric a deciding judge reads had no data: one
     /// window with data early in a step does not stand for the rest of it, and a metrics outage
     /// in a step's last minutes is no pass.
-    fn unseen_at_weight(&self, doing: &str) -> Option<String> {
+    fn unseen_at_weight(&self, doing: &str) -> Option<(usize, String)> {
         let current = self.state.weight;
         if current == 0 || current >= 100 {
             return None;
         }
         if let Some(i) = self.deciding().find(|i| self.state.weight_samples[*i] == 0) {
-            return Some(format!(
+            let reason = format!(
                 "{doing}: judge `{}` of `{}` has seen no data at {current}% since it was set: \
                  missing evidence is no pass",
                 self.judges[i].name(),
                 self.judges[i].metric()
-            ));
+            );
+            return Some((i, reason));
         }
         self.deciding().find_map(|i| {
             let blind = self
@@ -965,13 +966,14 @@ impl<J: Judge> CanaryController<J> {
                 .latest
                 .iter()
                 .find(|l| !l.had_data && self.judges[i].analyses(&l.metric))?;
-            Some(format!(
+            let reason = format!(
                 "{doing}: the latest window of `{}` judge `{}` reads, ending {}, had no data: \
                  missing evidence is no pass",
                 blind.metric,
                 self.judges[i].name(),
                 blind.end
-            ))
+            );
+            Some((i, reason))
         })
     }
 
@@ -1178,6 +1180,11 @@ impl<J: Judge> CanaryController<J> {
 
     /// Holds, or rolls back past the progress deadline (see [`Self::progress_since`]).
     fn hold(&mut self, now: Timestamp, reason: String) -> Decision {
+        self.hold_on(now, reason, None)
+    }
+
+    /// Holds for `reason`, with the evidence of `judge`, the judge the hold waits on, first.
+    fn hold_on(&mut self, now: Timestamp, reason: String, judge: Option<usize>) -> Decision {
         if let (Some(deadline), Some(since)) =
             (self.policy.progress_deadline, self.progress_since())
             && now.saturating_duration_since(since) > deadline
@@ -1190,7 +1197,7 @@ impl<J: Judge> CanaryController<J> {
                 None,
             );
         }
-        self.decision(Action::Hold, now, None, reason, None)
+        self.decision(Action::Hold, now, None, reason, judge)
     }
 
     fn decide(&mut self, now: Timestamp) -> Decision {
@@ -1229,20 +1236,22 @@ impl<J: Judge> CanaryController<J> {
         if let Some(d) = self.roll_back_concluded(now) {
             return d;
         }
+        // What holds the rollout, and the judge it waits on.
         let concluded = self
             .concluded_inconclusive(now)
-            .map(|i| self.concluded_reason(i));
+            .map(|i| (i, self.concluded_reason(i)));
         let failing = failure.map(|(i, s)| {
-            format!(
+            let f = format!(
                 "judge `{}` of `{}` fails ({s})",
                 self.judges[i].name(),
                 self.failing_metric(i)
-            )
+            );
+            (i, f)
         });
         loop {
             let Some(step) = self.policy.steps.get(self.state.step).cloned() else {
-                if let Some(f) = failing.or(concluded) {
-                    return self.hold(now, format!("not promoting: {f}"));
+                if let Some((i, f)) = failing.or(concluded) {
+                    return self.hold_on(now, format!("not promoting: {f}"), Some(i));
                 }
                 let unseen = self.deciding().find(|i| self.state.total_samples[*i] == 0);
                 if let Some(i) = unseen {
@@ -1255,13 +1264,13 @@ impl<J: Judge> CanaryController<J> {
                         OnInconclusive::Rollback => {
                             self.finish(Phase::RolledBack, now, None, reason, Some(i))
                         }
-                        OnInconclusive::Hold => self.hold(now, reason),
+                        OnInconclusive::Hold => self.hold_on(now, reason, Some(i)),
                     };
                 }
                 // The promotion is the last raise, to 100%: as a raise, it waits for data at
                 // the weight in force (a metrics outage that began as it was set is no pass).
-                if let Some(reason) = self.unseen_at_weight("not promoting") {
-                    return self.hold(now, reason);
+                if let Some((i, reason)) = self.unseen_at_weight("not promoting") {
+                    return self.hold_on(now, reason, Some(i));
                 }
                 if let Some(reason) = self.policy.pacing.as_ref().and_then(|p| {
                     let reason = p.promotion_hold(&self.level())?;
@@ -1312,11 +1321,11 @@ impl<J: Judge> CanaryController<J> {
                         self.advance(now);
                         continue;
                     }
-                    if let Some(f) = failing.as_ref().or(concluded.as_ref()) {
-                        return self.hold(now, format!("weight not raised: {f}"));
+                    if let Some((i, f)) = failing.as_ref().or(concluded.as_ref()) {
+                        return self.hold_on(now, format!("weight not raised: {f}"), Some(*i));
                     }
-                    if let Some(reason) = self.unseen_at_weight("weight not raised") {
-                        return self.hold(now, reason);
+                    if let Some((i, reason)) = self.unseen_at_weight("weight not raised") {
+                        return self.hold_on(now, reason, Some(i));
                     }
                     let (next, new_level) = match &self.policy.pacing {
                         None => (target, true),
@@ -1373,8 +1382,8 @@ impl<J: Judge> CanaryController<J> {
                 }
                 Step::Analysis(a) => {
                     // Its time running out cannot complete the step either.
-                    if let Some(c) = &concluded {
-                        return self.hold(now, format!("analysis cannot pass: {c}"));
+                    if let Some((i, c)) = &concluded {
+                        return self.hold_on(now, format!("analysis cannot pass: {c}"), Some(*i));
                     }
                     let s = &self.state;
                     let enough = self.deciding().all(|i| s.step_samples[i] >= a.min_samples);
@@ -1398,8 +1407,8 @@ impl<J: Judge> CanaryController<J> {
                     }
                     // A warning that holds holds here as at any step; `onInconclusive` is for
                     // missing data.
-                    if let Some(f) = &failing {
-                        return self.hold(now, format!("analysis ended while {f}"));
+                    if let Some((i, f)) = &failing {
+                        return self.hold_on(now, format!("analysis ended while {f}"), Some(*i));
                     }
                     // Not `enough`: some deciding judge is short of samples.
                     let short = self
@@ -1419,7 +1428,7 @@ impl<J: Judge> CanaryController<J> {
                         OnInconclusive::Rollback => {
                             self.finish(Phase::RolledBack, now, None, reason, Some(i))
                         }
-                        OnInconclusive::Hold => self.hold(now, reason),
+                        OnInconclusive::Hold => self.hold_on(now, reason, Some(i)),
                     };
                 }
                 Step::SetCanaryScale(s) => {
