@@ -652,7 +652,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("90000s") && e.contains("between 1ms and 24h"),
+            e.contains("`1day 1h`") && e.contains("between 1ms and 24h"),
             "{e}"
         );
         assert_eq!(c.upstream_idle_timeout, Duration::from_secs(60));
