@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_orchestrator::{Error, InMemoryJournal, Journal, Outcome, Platform, Record, Stage};
-use support::{World, canary_config, until_weight};
+use support::{Fault, Faulty, World, canary_config, until_weight};
 
 /// The world's journal, failing the first append of a paused state with an error of its own
 /// backend, as a journal kept in a database would report a lost connection.
@@ -83,43 +83,14 @@ async fn a_pause_the_journal_refuses_stops_the_deployment_unpaused() {
     assert!(world.journal.all().iter().all(|r| !r.state.paused));
 }
 
-/// The world's journal, whose append of a deployment's first record never stores it and never
-/// returns: the process is killed while writing it, before it is durable.
-struct LosesFirst {
-    inner: Arc<InMemoryJournal>,
-}
-
-#[async_trait]
-impl Journal for LosesFirst {
-    fn name(&self) -> &str {
-        "loses-first"
-    }
-
-    async fn append(&self, record: &Record) -> serin_orchestrator::Result<()> {
-        if record.seq == 0 {
-            std::future::pending::<()>().await;
-        }
-        self.inner.append(record).await
-    }
-
-    async fn records(&self, deployment: &str) -> serin_orchestrator::Result<Vec<Record>> {
-        self.inner.records(deployment).await
-    }
-
-    async fn deployments(&self) -> serin_orchestrator::Result<Vec<String>> {
-        self.inner.deployments().await
-    }
-}
-
 /// A start killed while its first record is written has taken no deployment lock (the lock
 /// comes after that record), so the service is not locked by a deployment the journal does
 /// not know: a restarted process deploys it.
 #[tokio::test(start_paused = true)]
 async fn a_crash_before_the_first_record_is_durable_leaves_the_service_deployable() {
     let (world, _traffic) = World::serving(0.005, 0.005).await;
-    let first = world.orchestrator_over(Arc::new(LosesFirst {
-        inner: world.journal.clone(),
-    }));
+    // The process is killed while writing the first record, before it is durable.
+    let first = world.orchestrator_over(Faulty::new(&world, Fault::Lose, |r| r.seq == 0));
     let config = canary_config("1.1.0");
     let c = config.clone();
     let starter = tokio::spawn(async move { first.start(&c, support::SERVICE).await.map(drop) });

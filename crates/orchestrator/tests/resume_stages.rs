@@ -8,97 +8,20 @@
 use crate::support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use serin_canary::controller::Action;
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
-    BackupProvider, DeploymentConfig, Effect, Error, EventKind, InMemoryBackup, InMemoryJournal,
-    InMemoryPlatform, InMemoryStepRunner, Journal, OnResume, Orchestrator, Outcome, Platform,
-    Record, Report, Stage, StepStatus, StrategyKind, TrafficStrategyKind,
+    BackupProvider, DeploymentConfig, Effect, EventKind, InMemoryBackup, InMemoryPlatform,
+    InMemoryStepRunner, Journal, OnResume, Orchestrator, Outcome, Platform, Record, Report, Stage,
+    StepStatus, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::Track;
 use support::{
-    SERVICE, World, blue_green_config, canary_config, kinds, resume_to_end, run_to_end,
-    short_canary_config, until_stage, v,
+    Fault, Faulty, SERVICE, World, blue_green_config, canary_config, kinds, resume_to_end,
+    run_to_end, short_canary_config, until_stage, v,
 };
-
-// ---- A journal that fails or stalls one chosen append ----
-
-/// What the faulty journal does to the append it picks.
-#[derive(Clone, Copy)]
-enum Fault {
-    /// Refuses it: nothing is stored and the append fails, as on a full disk.
-    Fail,
-    /// Stores it and never returns: a crash right after the write.
-    Stall,
-}
-
-type Pick = Box<dyn Fn(&Record) -> bool + Send + Sync>;
-
-/// The world's journal, with the first append that `pick` chooses failed or stalled.
-struct Faulty {
-    inner: Arc<InMemoryJournal>,
-    pick: Pick,
-    fault: Fault,
-    fired: AtomicBool,
-}
-
-impl Faulty {
-    fn new(
-        world: &World,
-        fault: Fault,
-        pick: impl Fn(&Record) -> bool + Send + Sync + 'static,
-    ) -> Arc<Self> {
-        Arc::new(Faulty {
-            inner: world.journal.clone(),
-            pick: Box::new(pick),
-            fault,
-            fired: AtomicBool::new(false),
-        })
-    }
-
-    fn fired(&self) -> bool {
-        self.fired.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl Journal for Faulty {
-    fn name(&self) -> &str {
-        "faulty"
-    }
-
-    async fn append(&self, record: &Record) -> serin_orchestrator::Result<()> {
-        if !self.fired() && (self.pick)(record) {
-            self.fired.store(true, Ordering::SeqCst);
-            match self.fault {
-                Fault::Fail => {
-                    return Err(Error::backend(
-                        "journal",
-                        "faulty",
-                        "no space left on device",
-                    ));
-                }
-                Fault::Stall => {
-                    self.inner.append(record).await?;
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-        self.inner.append(record).await
-    }
-
-    async fn records(&self, deployment: &str) -> serin_orchestrator::Result<Vec<Record>> {
-        self.inner.records(deployment).await
-    }
-
-    async fn deployments(&self) -> serin_orchestrator::Result<Vec<String>> {
-        self.inner.deployments().await
-    }
-}
 
 /// A canary short enough to run in a few virtual minutes.
 fn short_canary() -> DeploymentConfig {

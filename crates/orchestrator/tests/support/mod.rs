@@ -3,6 +3,10 @@
 //! each track served under the split in force (errors at each version's configured rate) and,
 //! for versions given a median latency, their latencies.
 
+mod faulty_journal;
+
+pub use faulty_journal::{Fault, Faulty};
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
