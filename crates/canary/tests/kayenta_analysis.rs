@@ -10,7 +10,7 @@ use serin_canary::controller::{Action, AnalysisStep, CanaryController, CanaryPol
 use serin_canary::judge::{Judge, Sample, Severity, Statistic, Verdict};
 use serin_canary::kayenta::{
     CanaryConfig, KayentaAnalysis, KayentaAnalysisConfig, KayentaBinding, KayentaConfig,
-    KayentaJudge, Quantity, RunConfig, RunStatus,
+    KayentaJudge, Quantity, RunConfig, RunStatus, ScoreConfig, ScoreThresholds,
 };
 use serin_canary::severity::SeverityBands;
 use serin_signals::{Metric, Observation, Timestamp, Track};
@@ -85,6 +85,52 @@ fn one_high_among_ten_scores_ninety_and_passes_where_a_judge_per_metric_fails() 
     );
     // The same metric judged alone fails its run at the first judgement.
     assert_eq!(alone.run_state().status, RunStatus::FailedEarly);
+}
+
+/// As Kayenta takes the canary config's `classifier.scoreThresholds` when the execution
+/// request carries none, a run that writes no thresholds judges by the config's.
+#[test]
+fn a_run_without_thresholds_judges_by_the_canary_config_s_own() {
+    let mut strict = one_group(5, &[]);
+    strict.classifier.score_thresholds = Some(ScoreThresholds {
+        pass: 95.0,
+        marginal: 75.0,
+    });
+    // One of five metrics High: 80, a pass at 75 but marginal against the config's 95.
+    let run_over = |run: RunConfig| {
+        let mut a = analysis(strict.clone(), run);
+        for i in 0..20 {
+            a.push_interval(&interval(5, i, &[0])).unwrap();
+        }
+        a
+    };
+    let a = run_over(RunConfig::new(20));
+    assert_eq!(a.run_state().scores, [80.0]);
+    assert_eq!(a.run_state().status, RunStatus::Failed);
+    let j = a.judgement(Timestamp::EPOCH);
+    assert_eq!(j.evidence.threshold, Some(95.0));
+    assert!(
+        j.evidence.summary.contains("(marginal 75, pass 95)"),
+        "{}",
+        j.evidence.summary
+    );
+    // Read back, it still judges by the config's thresholds.
+    let back: KayentaAnalysis = serde_json::from_value(serde_json::to_value(&a).unwrap()).unwrap();
+    assert_eq!(back, a);
+    // Thresholds the run writes win over the config's, and a run saved with them written, as
+    // every run used to be saved, reads back judged by them.
+    let own = RunConfig {
+        thresholds: Some(ScoreConfig::default()),
+        ..RunConfig::new(20)
+    };
+    let a = run_over(own);
+    assert_eq!(a.run_state().status, RunStatus::Passed);
+    let saved = serde_json::to_value(&a).unwrap();
+    assert_eq!(
+        saved["config"]["run"]["thresholds"],
+        serde_json::json!({"groupWeights": {}, "pass": 75.0, "marginal": 50.0})
+    );
+    assert_eq!(serde_json::from_value::<KayentaAnalysis>(saved).unwrap(), a);
 }
 
 #[test]
@@ -362,7 +408,9 @@ fn settings_that_cannot_run_are_refused_with_their_path() {
     });
     assert!(msg.contains("kayentaAnalysis.bindings.m9"), "{msg}");
     let msg = error(&|c| {
-        c.run.thresholds.group_weights.insert("g".into(), 100.0);
+        let mut thresholds = ScoreConfig::default();
+        thresholds.group_weights.insert("g".into(), 100.0);
+        c.run.thresholds = Some(thresholds);
     });
     assert!(
         msg.contains("kayentaAnalysis.run.thresholds.groupWeights.g"),

@@ -115,11 +115,11 @@ fn spinnakers_default_interval_judges_once_at_the_end() {
 fn an_interim_score_equal_to_the_marginal_threshold_fails_early() {
     // With the marginal threshold at 100 even a perfect interim score is "at or below" it.
     let run = RunConfig {
-        thresholds: ScoreConfig {
+        thresholds: Some(ScoreConfig {
             marginal: 100.0,
             pass: 100.0,
             ..ScoreConfig::default()
-        },
+        }),
         ..RunConfig::new(30).every(5)
     };
     let mut j = judge(run);
@@ -151,8 +151,13 @@ fn a_run_shorter_than_min_points_is_a_config_error() {
 
 #[test]
 fn a_bad_run_threshold_is_named_where_it_is_written() {
-    let mut run = RunConfig::new(30);
-    run.thresholds.pass = 120.0;
+    let run = RunConfig {
+        thresholds: Some(ScoreConfig {
+            pass: 120.0,
+            ..ScoreConfig::default()
+        }),
+        ..RunConfig::new(30)
+    };
     let c = KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run);
     let e = KayentaJudge::new(c).unwrap_err().to_string();
     assert!(

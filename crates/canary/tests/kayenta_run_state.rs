@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 use serin_canary::judge::{Judge, Verdict};
-use serin_canary::kayenta::{KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus};
+use serin_canary::kayenta::{
+    KayentaConfig, KayentaJudge, Quantity, RunConfig, RunStatus, ScoreConfig,
+};
 use serin_signals::{Metric, Timestamp};
 
 /// A run of 20 points judged every 10, after its first (passing) judgement.
@@ -127,8 +129,12 @@ fn a_sliding_window_holding_less_than_its_lookback_is_refused() {
 /// classifier, and over one metric they would cap a perfect score below pass.
 #[test]
 fn group_weights_in_a_single_metric_run_are_refused() {
-    let mut run = RunConfig::new(20);
-    run.thresholds.group_weights.insert("latency".into(), 30.0);
+    let mut thresholds = ScoreConfig::default();
+    thresholds.group_weights.insert("latency".into(), 30.0);
+    let run = RunConfig {
+        thresholds: Some(thresholds),
+        ..RunConfig::new(20)
+    };
     let msg =
         KayentaJudge::new(KayentaConfig::new(Metric::ErrorRate, Quantity::ErrorRate).with_run(run))
             .unwrap_err()

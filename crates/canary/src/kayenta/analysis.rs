@@ -232,7 +232,7 @@ impl TryFrom<SavedKayentaJudge> for KayentaJudge {
         }
         let points = s.dropped.saturating_add(s.baseline.len());
         s.run_state
-            .check_saved(s.config.run.as_ref(), points, "kayentaJudge.runState")?;
+            .check_saved(s.config.run.as_ref(), None, points, "kayentaJudge.runState")?;
         Ok(KayentaJudge {
             config: s.config,
             baseline: s.baseline,
@@ -491,8 +491,8 @@ impl Judge for KayentaJudge {
                     ev.summary,
                     r.scores.len(),
                     run.final_point(),
-                    run.thresholds.marginal,
-                    run.thresholds.pass
+                    run.thresholds_or(None).marginal,
+                    run.thresholds_or(None).pass
                 );
                 verdict
             }

@@ -55,7 +55,9 @@ pub struct KayentaAnalysisConfig {
     #[serde(default)]
     pub lookback_points: Option<usize>,
     /// The run: lifetime, warm-up, interval, and the pass and marginal thresholds (its
-    /// `thresholds.groupWeights` must stay empty: the weights are the canary config's).
+    /// `thresholds.groupWeights` must stay empty: the weights are the canary config's). A run
+    /// that writes no thresholds judges by the canary config's `classifier.scoreThresholds`,
+    /// as Kayenta does when the execution request carries none, else by 75 and 50.
     pub run: RunConfig,
     /// Effect-size bands for the severity of a failed run, applied to `|meanRatio − 1|` of
     /// each metric labelled `High` or `Low` in the judgement that failed it: the worst grades
@@ -146,11 +148,11 @@ impl KayentaAnalysisConfig {
         )
     }
 
+    /// The thresholds the run judges by: the run's own, else the canary config's, else 75
+    /// and 50.
     fn thresholds(&self) -> ScoreThresholds {
-        ScoreThresholds {
-            pass: self.run.thresholds.pass,
-            marginal: self.run.thresholds.marginal,
-        }
+        self.run
+            .thresholds_or(self.canary_config.classifier.score_thresholds)
     }
 }
 
@@ -270,8 +272,12 @@ impl TryFrom<SavedKayentaAnalysis> for KayentaAnalysis {
             ));
         }
         s.pending.check_saved(metrics, "kayentaAnalysis.pending")?;
-        s.run_state
-            .check_saved(Some(&s.config.run), points, "kayentaAnalysis.runState")?;
+        s.run_state.check_saved(
+            Some(&s.config.run),
+            s.config.canary_config.classifier.score_thresholds,
+            points,
+            "kayentaAnalysis.runState",
+        )?;
         Ok(KayentaAnalysis {
             config: s.config,
             control: s.control,
@@ -341,7 +347,8 @@ impl KayentaAnalysis {
         let run = &self.config.run;
         if run.due(n) && n - self.window_start(n) >= self.config.min_points {
             let score = self.judgement_after(n).map_or(0.0, |j| j.score.score);
-            self.run_state.record(run, n, score);
+            let fallback = self.config.canary_config.classifier.score_thresholds;
+            self.run_state.record(run, fallback, n, score);
         }
         Ok(())
     }
@@ -411,7 +418,8 @@ impl KayentaAnalysis {
             .unwrap_or(0);
         let mut ev = Evidence::empty(Self::NAME, self.binding(decisive).metric.clone(), now);
         ev.window = self.window;
-        ev.threshold = Some(self.config.run.thresholds.pass);
+        let thresholds = self.config.thresholds();
+        ev.threshold = Some(thresholds.pass);
         ev.statistic = self.run_state.last_score().map(Statistic::Score);
         let r = &self.run_state;
         let run = &self.config.run;
@@ -462,8 +470,8 @@ impl KayentaAnalysis {
             r.judged_at.last().copied().unwrap_or(0),
             run.final_point(),
             j.score.score,
-            run.thresholds.marginal,
-            run.thresholds.pass,
+            thresholds.marginal,
+            thresholds.pass,
             j.score
                 .forced_zero
                 .as_ref()

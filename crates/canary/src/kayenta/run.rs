@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::kayenta::canary_config::ScoreThresholds;
 use crate::kayenta::classify::Classification;
 use crate::kayenta::scoring::{MetricResult, ScoreConfig, score};
 use crate::{Error, Result};
@@ -39,9 +40,12 @@ pub struct RunConfig {
     /// after 25 and 50, and the one after 50 is final.
     #[serde(default)]
     pub interval_points: Option<usize>,
-    /// The marginal and pass thresholds of the score (defaults 50 and 75).
-    #[serde(default)]
-    pub thresholds: ScoreConfig,
+    /// The marginal and pass thresholds of the score. `None` (not written) leaves them to the
+    /// canary config's `classifier.scoreThresholds` where there is one, as Kayenta takes the
+    /// config's when the execution request carries none, and otherwise to Spinnaker's 75
+    /// (pass) and 50 (marginal) (see [`thresholds_or`](Self::thresholds_or)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<ScoreConfig>,
 }
 
 /// Checks a judge's window settings, naming fields under `path`: at least one point per arm,
@@ -71,14 +75,30 @@ pub(crate) fn check_window(min_points: usize, lookback: Option<usize>, path: &st
 
 impl RunConfig {
     /// A run of `lifetime_points` points with Spinnaker's defaults: no delay, one judgement at
-    /// the end, thresholds 75 (pass) and 50 (marginal).
+    /// the end, and no thresholds of its own (see [`thresholds_or`](Self::thresholds_or)).
     pub fn new(lifetime_points: usize) -> Self {
         RunConfig {
             lifetime_points,
             begin_after_points: 0,
             interval_points: None,
-            thresholds: ScoreConfig::default(),
+            thresholds: None,
         }
+    }
+
+    /// The thresholds the run judges by: its own, else `fallback` (the canary config's
+    /// `classifier.scoreThresholds`), else Spinnaker's 75 (pass) and 50 (marginal).
+    pub fn thresholds_or(&self, fallback: Option<ScoreThresholds>) -> ScoreThresholds {
+        let own = self.thresholds.as_ref().map(|t| ScoreThresholds {
+            pass: t.pass,
+            marginal: t.marginal,
+        });
+        own.or(fallback).unwrap_or_else(|| {
+            let defaults = ScoreConfig::default();
+            ScoreThresholds {
+                pass: defaults.pass,
+                marginal: defaults.marginal,
+            }
+        })
     }
 
     /// With a judgement every `points` points.
@@ -113,7 +133,10 @@ impl RunConfig {
                 "must be at least one point (omit it for one judgement at the end)",
             ));
         }
-        if let Some((group, weight)) = self.thresholds.group_weights.iter().next() {
+        let Some(thresholds) = &self.thresholds else {
+            return Ok(());
+        };
+        if let Some((group, weight)) = thresholds.group_weights.iter().next() {
             // Kayenta weighs groups from the canary config's classifier; a run's
             // `scoreThresholds` are only pass and marginal. Over one metric, a weight would
             // cap a perfect score below 100.
@@ -124,7 +147,7 @@ impl RunConfig {
                  config's (classifier.groupWeights)",
             ));
         }
-        self.thresholds.validate_at(&format!("{path}.thresholds"))
+        thresholds.validate_at(&format!("{path}.thresholds"))
     }
 
     /// Checks that the final judgement can be made by a judge that waits for `min_points`
@@ -164,17 +187,18 @@ impl RunConfig {
 
     /// The run's status after a judgement scoring `score` once `n` points have arrived: an
     /// interim score at or below marginal ends it, and the final one passes it at or above
-    /// pass.
-    fn status_after(&self, n: usize, score: f64) -> RunStatus {
+    /// pass (thresholds as [`thresholds_or`](Self::thresholds_or) gives them).
+    fn status_after(&self, n: usize, score: f64, fallback: Option<ScoreThresholds>) -> RunStatus {
+        let t = self.thresholds_or(fallback);
         if n >= self.final_point() {
             // Spinnaker fails a final score at or below marginal before it looks at pass
             // (`AggregateCanaryResultsTask`), which matters where the two are equal.
-            if score > self.thresholds.marginal && score >= self.thresholds.pass {
+            if score > t.marginal && score >= t.pass {
                 RunStatus::Passed
             } else {
                 RunStatus::Failed
             }
-        } else if score <= self.thresholds.marginal {
+        } else if score <= t.marginal {
             RunStatus::FailedEarly
         } else {
             RunStatus::Running
@@ -261,29 +285,39 @@ impl RunState {
             muted: false,
             classification,
         };
-        // The thresholds were validated with the judge's configuration.
-        let s = score(std::slice::from_ref(&result), &config.thresholds).map_or(0.0, |s| s.score);
-        self.record(config, n, s);
+        // The thresholds, which decide the verdict but not the score, were validated with the
+        // judge's configuration.
+        let thresholds = config.thresholds.clone().unwrap_or_default();
+        let s = score(std::slice::from_ref(&result), &thresholds).map_or(0.0, |s| s.score);
+        self.record(config, None, n, s);
     }
 
-    /// Records a judgement after `n` points (`n` due by `config`) that scored `score`; a run
+    /// Records a judgement after `n` points (`n` due by `config`) that scored `score`, judged
+    /// by the run's thresholds or, if it writes none, `fallback`'s (the canary config's); a run
     /// that has ended records nothing more.
-    pub(crate) fn record(&mut self, config: &RunConfig, n: usize, score: f64) {
+    pub(crate) fn record(
+        &mut self,
+        config: &RunConfig,
+        fallback: Option<ScoreThresholds>,
+        n: usize,
+        score: f64,
+    ) {
         if self.status != RunStatus::Running {
             return;
         }
         self.scores.push(score);
         self.judged_at.push(n);
-        self.status = config.status_after(n, score);
+        self.status = config.status_after(n, score, fallback);
     }
 
     /// Checks a journalled run read back, naming fields under `path`: one score per
     /// judgement, each in `[0, 100]`, none made past the `points` seen, and, replayed against
-    /// `config` ([`check_replay`](Self::check_replay)), the status they lead to; without a run
-    /// configured, no judgement at all.
+    /// `config` and `fallback` ([`check_replay`](Self::check_replay)), the status they lead
+    /// to; without a run configured, no judgement at all.
     pub(crate) fn check_saved(
         &self,
         config: Option<&RunConfig>,
+        fallback: Option<ScoreThresholds>,
         points: usize,
         path: &str,
     ) -> Result<()> {
@@ -323,7 +357,7 @@ impl RunState {
                     ),
                 ))
             }
-            Some(run) => self.check_replay(run, path),
+            Some(run) => self.check_replay(run, fallback, path),
             None if self.status != RunStatus::Running || !self.scores.is_empty() => {
                 Err(Error::invalid_input(
                     format!("{path}.status"),
@@ -339,8 +373,13 @@ impl RunState {
     /// `path`: every judgement was due, came after the one before it and before the run
     /// ended, and the status is the one the scores lead to. A status the scores contradict (a
     /// pass on a failing score, or before the final judgement) would end the run on a verdict
-    /// no judgement made.
-    fn check_replay(&self, config: &RunConfig, path: &str) -> Result<()> {
+    /// no judgement made. The run's thresholds are its own, else `fallback`'s.
+    fn check_replay(
+        &self,
+        config: &RunConfig,
+        fallback: Option<ScoreThresholds>,
+        path: &str,
+    ) -> Result<()> {
         let mut status = RunStatus::Running;
         let mut previous = 0;
         for (&n, &s) in self.judged_at.iter().zip(&self.scores) {
@@ -358,7 +397,7 @@ impl RunState {
                     ),
                 ));
             }
-            status = config.status_after(n, s);
+            status = config.status_after(n, s, fallback);
             previous = n;
         }
         if status != self.status {
@@ -387,16 +426,16 @@ mod tests {
     fn the_final_score_passes_only_above_marginal_and_at_or_above_pass() {
         // Judged once, at the end.
         let with = |marginal: f64, pass: f64| RunConfig {
-            thresholds: ScoreConfig {
+            thresholds: Some(ScoreConfig {
                 marginal,
                 pass,
                 ..ScoreConfig::default()
-            },
+            }),
             ..RunConfig::new(20)
         };
         let status = |config: &RunConfig, n: usize, score: f64| {
             let mut run = RunState::default();
-            run.record(config, n, score);
+            run.record(config, None, n, score);
             run.status
         };
         let usual = with(50.0, 75.0);
@@ -435,8 +474,13 @@ mod tests {
         };
         let e = c.validate("run").unwrap_err().to_string();
         assert!(e.contains("run.beginAfterPoints"), "{e}");
-        let mut c = RunConfig::new(5);
-        c.thresholds.pass = 120.0;
+        let c = RunConfig {
+            thresholds: Some(ScoreConfig {
+                pass: 120.0,
+                ..ScoreConfig::default()
+            }),
+            ..RunConfig::new(5)
+        };
         let e = c.validate("run").unwrap_err().to_string();
         assert!(e.contains("run.thresholds"), "{e}");
     }
