@@ -45,6 +45,34 @@ fn a_bad_outlier_factor_is_named_by_its_kayenta_path() {
     );
 }
 
+/// Kayenta builds its IQR filter, whose factor must be above zero, only when the strategy is
+/// `remove`: with outliers kept, a factor left in the block is never read, so it loads.
+#[test]
+fn an_outlier_factor_is_checked_only_when_outliers_are_removed() {
+    let text = r#"{"name":"c","metrics":[{"name":"m","groups":["g"],
+        "analysisConfigurations":{"canary":{"outliers":{"strategy":"none","outlierFactor":0}}}}]}"#;
+    let loaded = CanaryConfig::from_json(text);
+    assert!(loaded.is_ok(), "{loaded:?}");
+    let kept = r#"{"outliers":{"outlierFactor":-1}}"#;
+    assert!(
+        KayentaJudge::new(
+            serde_json::from_str(&format!(
+                r#"{{"metric":"latency","quantity":"latencyMean","metricConfig":{kept}}}"#
+            ))
+            .unwrap()
+        )
+        .is_ok()
+    );
+    // Removing outliers, the same factor is refused.
+    let msg = CanaryConfig::from_json(&text.replace("none", "remove"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("metrics[0].analysisConfigurations.canary.outliers.outlierFactor"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn cles_limits_outside_zero_to_one_are_refused() {
     // A common-language effect size is a probability: a limit above 1 would silently turn

@@ -120,7 +120,10 @@ pub struct MetricConfig {
 impl MetricConfig {
     /// Checks the numbers; `path` names the block in errors (`kayenta.metrics[0]`).
     pub fn validate(&self, path: &str) -> Result<()> {
-        if let Some(f) = self.outliers.outlier_factor
+        // Kayenta builds its IQR filter, which refuses a factor that is not above zero, only
+        // when outliers are removed; otherwise the factor is never read, so it is not checked.
+        if self.outliers.strategy == OutlierStrategy::Remove
+            && let Some(f) = self.outliers.outlier_factor
             && !(f.is_finite() && f > 0.0)
         {
             return Err(Error::invalid_config(
@@ -491,8 +494,8 @@ mod tests {
     fn bad_numbers_in_config_are_named() {
         let cfg = MetricConfig {
             outliers: Outliers {
+                strategy: OutlierStrategy::Remove,
                 outlier_factor: Some(-1.0),
-                ..Outliers::default()
             },
             ..MetricConfig::default()
         };

@@ -33,7 +33,8 @@ pub enum OutlierStrategy {
 pub struct Outliers {
     /// Whether to drop outliers.
     pub strategy: OutlierStrategy,
-    /// The IQR factor of the filter (Kayenta's `outlierFactor`, default 3.0).
+    /// The IQR factor of the filter (Kayenta's `outlierFactor`, default 3.0), read and checked
+    /// only when outliers are removed.
     pub outlier_factor: Option<f64>,
 }
 
