@@ -73,6 +73,33 @@ fn an_outlier_factor_is_checked_only_when_outliers_are_removed() {
     );
 }
 
+/// Kayenta's `configVersion` is a string, into which Jackson reads a number too, and
+/// Kayenta's own example config writes `"configVersion": 1.0`.
+#[test]
+fn a_numeric_config_version_loads_as_its_json_text() {
+    let text = |version: &str| {
+        format!(
+            r#"{{"name":"MySampleAtlasCanaryConfig","configVersion":{version},
+            "metrics":[{{"name":"cpu","groups":["system"],"analysisConfigurations":{{"canary":{{}}}}}}],
+            "classifier":{{"groupWeights":{{"system":100.0}}}}}}"#
+        )
+    };
+    let version = |v: &str| CanaryConfig::from_json(&text(v)).map(|c| c.config_version);
+    assert_eq!(version("1.0").unwrap().as_deref(), Some("1.0"));
+    assert_eq!(version("2").unwrap().as_deref(), Some("2"));
+    assert_eq!(version(r#""1""#).unwrap().as_deref(), Some("1"));
+    assert_eq!(version("null").unwrap(), None);
+    // Written back, it is a string.
+    let config = CanaryConfig::from_json(&text("1.0")).unwrap();
+    assert_eq!(
+        serde_json::to_value(&config).unwrap()["configVersion"],
+        "1.0"
+    );
+    // Anything else is still refused, naming the field.
+    let msg = version("[1]").unwrap_err().to_string();
+    assert!(msg.contains("configVersion"), "{msg}");
+}
+
 #[test]
 fn cles_limits_outside_zero_to_one_are_refused() {
     // A common-language effect size is a probability: a limit above 1 would silently turn

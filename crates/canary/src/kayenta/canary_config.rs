@@ -9,7 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::kayenta::classify::{MetricConfig, classify};
 use crate::kayenta::scoring::{CanaryScore, MetricResult, ScoreConfig, score};
@@ -55,8 +56,14 @@ pub struct CanaryConfig {
     /// Free text.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
-    /// Kayenta's schema version of the configuration (`"1"`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Kayenta's schema version of the configuration (`"1"`). Kayenta's field is a string,
+    /// into which Jackson reads a number too, and Kayenta's own example writes one (`1.0`):
+    /// a number is kept as text, `1.0` as `"1.0"`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "string_or_number"
+    )]
     pub config_version: Option<String>,
     /// The Spinnaker applications that may use it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -84,6 +91,51 @@ pub struct CanaryConfig {
     /// `updatedTimestamp` as ISO 8601 text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_timestamp_iso: Option<String>,
+}
+
+/// A string field that may be written as a number, read as Jackson reads a scalar into a
+/// `String`: the number as JSON writes it (`1.0` stays `"1.0"`, `2` is `"2"`).
+fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or a number")
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            // JSON's shortest text for the number, which keeps `1.0` (Rust's own prints `1`).
+            serde_json::Number::from_f64(v)
+                .map(|n| Some(n.to_string()))
+                .ok_or_else(|| E::invalid_value(de::Unexpected::Float(v), &self))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    d.deserialize_any(Text)
 }
 
 /// The judge a configuration names (Kayenta's `CanaryJudgeConfig`).
