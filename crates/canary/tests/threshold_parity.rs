@@ -323,6 +323,49 @@ fn argo_refuses_a_metric_that_can_neither_fail_nor_succeed() {
     assert!(serde_json::from_value::<ArgoJudge>(saved).is_err());
 }
 
+/// Argo reads `count` and the limits as `IntOrString`, so that a template may fill them from
+/// its arguments (`count: "{{args.count}}"`): a quoted integer reads as the integer, and an
+/// argument left unsubstituted is refused, as nothing here substitutes it.
+#[test]
+fn argo_counts_and_limits_written_as_quoted_integers_read_as_the_integers() {
+    let read = |fields: serde_json::Value| {
+        let mut c = serde_json::json!({"metric": "error_rate", "quantity": "errorRate"});
+        for (k, v) in fields.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        serde_json::from_value::<ArgoConfig>(c).map_err(|e| e.to_string())
+    };
+    let quoted = read(serde_json::json!({"count": "5", "failureLimit": "3",
+        "inconclusiveLimit": "2", "consecutiveErrorLimit": "1", "interval": "1m"}))
+    .unwrap();
+    let bare = read(serde_json::json!({"count": 5, "failureLimit": 3,
+        "inconclusiveLimit": 2, "consecutiveErrorLimit": 1, "interval": "1m"}))
+    .unwrap();
+    assert_eq!(quoted, bare);
+    assert_eq!((quoted.count, quoted.failure_limit), (Some(5), 3));
+    // Written back, they are numbers.
+    assert_eq!(serde_json::to_value(&quoted).unwrap()["count"], 5);
+    // −1, quoted too, disables the failure limit.
+    let disabled = read(serde_json::json!({"failureLimit": "-1",
+        "consecutiveSuccessLimit": "2", "interval": "1m"}))
+    .unwrap();
+    assert_eq!(
+        (disabled.failure_limit, disabled.consecutive_success_limit),
+        (-1, 2)
+    );
+    // A string that holds no integer is refused, naming the field and the value.
+    let msg = read(serde_json::json!({"count": "{{args.count}}"})).unwrap_err();
+    assert!(
+        msg.contains("argoConfig.count `{{args.count}}`") && msg.contains("not substituted"),
+        "{msg}"
+    );
+    let msg = read(serde_json::json!({"failureLimit": "three"})).unwrap_err();
+    assert!(msg.contains("argoConfig.failureLimit `three`"), "{msg}");
+    let msg = read(serde_json::json!({"inconclusiveLimit": "-2"})).unwrap_err();
+    assert!(msg.contains("argoConfig.inconclusiveLimit `-2`"), "{msg}");
+    assert!(read(serde_json::json!({"count": 2.5})).is_err());
+}
+
 #[test]
 fn argo_refuses_a_count_its_limits_could_never_reach() {
     // Argo's ValidateMetric: count must be ≥ failureLimit and ≥ inconclusiveLimit; and a streak

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serin_signals::Metric;
 
@@ -21,6 +22,10 @@ use crate::{Error, Result};
 /// and decides) instead of running on, unseen, past Argo's verdict. A run until stopped without
 /// an interval is written `count: null`, as such configs and saved judges always were, and an
 /// explicit `null` still reads as until stopped, so they read back as before.
+///
+/// `count` and the limits are read as Argo reads its `IntOrString`s: a number, or a string
+/// holding one (`count: "5"`). Argo's arguments are not substituted, so a string that holds
+/// something else (`"{{args.count}}"`) is refused, naming the field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "WrittenArgoConfig")]
 pub struct ArgoConfig {
@@ -82,7 +87,8 @@ pub struct ArgoConfig {
     pub initial_delay: Option<Duration>,
 }
 
-/// An [`ArgoConfig`] as written, before Argo's `EffectiveCount` settles how long it runs.
+/// An [`ArgoConfig`] as written, before Argo's `EffectiveCount` settles how long it runs. The
+/// count and the limits are Argo's `IntOrString`s, so they may be written quoted.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct WrittenArgoConfig {
@@ -95,16 +101,16 @@ struct WrittenArgoConfig {
     #[serde(default)]
     failure_condition: Option<Condition>,
     #[serde(default)]
-    failure_limit: i64,
+    failure_limit: Option<IntOrString>,
     #[serde(default)]
-    inconclusive_limit: u32,
-    #[serde(default = "default_consecutive_error_limit")]
-    consecutive_error_limit: u32,
+    inconclusive_limit: Option<IntOrString>,
     #[serde(default)]
-    consecutive_success_limit: u32,
+    consecutive_error_limit: Option<IntOrString>,
+    #[serde(default)]
+    consecutive_success_limit: Option<IntOrString>,
     /// `None` when absent, `Some(None)` when written `null` (a run until stopped).
     #[serde(default, deserialize_with = "present")]
-    count: Option<Option<u32>>,
+    count: Option<Option<IntOrString>>,
     #[serde(default, with = "serin_signals::duration::option")]
     interval: Option<Duration>,
     #[serde(default)]
@@ -117,8 +123,71 @@ struct WrittenArgoConfig {
 }
 
 /// A field that is present, `null` included: `Some(None)` for `null`.
-fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Option<u32>>, D::Error> {
-    Option::<u32>::deserialize(d).map(Some)
+fn present<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Option<IntOrString>>, D::Error> {
+    Option::<IntOrString>::deserialize(d).map(Some)
+}
+
+/// An integer as Argo reads it (`intstr.IntOrString`): a number, or a string holding one, as
+/// a template writes it where an argument fills it in (`count: "{{args.count}}"`, which Argo
+/// substitutes before reading the number).
+enum IntOrString {
+    Int(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for IntOrString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct IntOrText;
+        impl Visitor<'_> for IntOrText {
+            type Value = IntOrString;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an integer, or a string holding one")
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<IntOrString, E> {
+                Ok(IntOrString::Int(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<IntOrString, E> {
+                i64::try_from(v)
+                    .map(IntOrString::Int)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<IntOrString, E> {
+                Ok(IntOrString::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(IntOrText)
+    }
+}
+
+impl IntOrString {
+    /// The integer of field `path` (`argoConfig.count`): a string must hold one, as Argo reads
+    /// it once its arguments are substituted, which they are not here.
+    fn integer(self, path: &str) -> Result<i64> {
+        match self {
+            IntOrString::Int(n) => Ok(n),
+            IntOrString::Text(text) => text.parse().map_err(|_| {
+                Error::invalid_config(
+                    path,
+                    &text,
+                    "must be an integer, written bare or quoted; Argo's arguments \
+                     (`{{args.…}}`) are not substituted here, so write the value itself",
+                )
+            }),
+        }
+    }
+
+    /// As [`integer`](Self::integer), for a field that cannot be negative.
+    fn count(self, path: &str) -> Result<u32> {
+        let n = self.integer(path)?;
+        u32::try_from(n)
+            .map_err(|_| Error::invalid_config(path, n, format!("must be from 0 to {}", u32::MAX)))
+    }
 }
 
 impl TryFrom<WrittenArgoConfig> for ArgoConfig {
@@ -131,7 +200,28 @@ impl TryFrom<WrittenArgoConfig> for ArgoConfig {
             "is not read: a measurement is the `quantity` of `metric` that the deployment's \
              metrics source reads for the canary, so the provider's query is left out",
         )?;
-        let count = match w.count {
+        let limit = |v: Option<IntOrString>, name: &str, default: u32| {
+            v.map_or(Ok(default), |v| v.count(&format!("argoConfig.{name}")))
+        };
+        let failure_limit = match w.failure_limit {
+            Some(v) => v.integer("argoConfig.failureLimit")?,
+            None => 0,
+        };
+        let inconclusive_limit = limit(w.inconclusive_limit, "inconclusiveLimit", 0)?;
+        let consecutive_error_limit = limit(
+            w.consecutive_error_limit,
+            "consecutiveErrorLimit",
+            default_consecutive_error_limit(),
+        )?;
+        let consecutive_success_limit =
+            limit(w.consecutive_success_limit, "consecutiveSuccessLimit", 0)?;
+        // Absent (`None`), `null` (`Some(None)`) or a number.
+        let written = match w.count {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(v)) => Some(Some(v.count("argoConfig.count")?)),
+        };
+        let count = match written {
             Some(None) => None,
             Some(Some(n)) if n > 0 => Some(n),
             // Argo's `EffectiveCount`: without a count, one measurement unless an interval
@@ -144,10 +234,10 @@ impl TryFrom<WrittenArgoConfig> for ArgoConfig {
             quantity: w.quantity,
             success_condition: w.success_condition,
             failure_condition: w.failure_condition,
-            failure_limit: w.failure_limit,
-            inconclusive_limit: w.inconclusive_limit,
-            consecutive_error_limit: w.consecutive_error_limit,
-            consecutive_success_limit: w.consecutive_success_limit,
+            failure_limit,
+            inconclusive_limit,
+            consecutive_error_limit,
+            consecutive_success_limit,
             count,
             interval: w.interval,
             dry_run: w.dry_run,
