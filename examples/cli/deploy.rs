@@ -264,18 +264,40 @@ fn rollback_config(config: &DeploymentConfig, version: semver::Version) -> Deplo
     c
 }
 
-/// Runs one deployment to its end on `stack` with progress, then records what runs. From the
-/// start of the deployment on, `interrupts` listens for Ctrl-C and SIGTERM, to the end of the
-/// command (see [`finish`]).
+/// What a run of [`run_to_end`] is.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// A deployment of a version whose behaviour was recorded for it, replacing `replaced`.
+    Deployment { replaced: Option<Behaviour> },
+    /// A rollback to a version that ran before.
+    Rollback,
+}
+
+/// Whether a track of `version` started in the deployment of `report`: until one has, the
+/// version has not run (validation blocked it, its start was refused, it failed before).
+fn started_a_track(report: &Report, version: &semver::Version) -> bool {
+    let version = version.to_string();
+    report
+        .timeline
+        .iter()
+        .any(|e| matches!(&e.kind, EventKind::TrackStarted { version: v, .. } if *v == version))
+}
+
+/// Runs one deployment to its end on `stack` with progress, then records what runs, and takes
+/// back the behaviour a deployment recorded for a version of which no track started, so that
+/// `rollback --to-version` does not count it as one that ran. From the start of the
+/// deployment on, `interrupts` listens for Ctrl-C and SIGTERM, to the end of the command (see
+/// [`finish`]).
 async fn run_to_end(
     ctx: &Ctx,
     stack: &mut Stack,
     states: &StateDir,
     state: &mut RunState,
     config: &DeploymentConfig,
-    is_rollback: bool,
+    run: Run,
     interrupts: &mut Option<Interrupts>,
 ) -> Result<Report, CliError> {
+    let is_rollback = matches!(run, Run::Rollback);
     let service = state.service.clone();
     if state.current.is_some() {
         stack.start_load().await?;
@@ -318,11 +340,13 @@ async fn run_to_end(
     } else {
         stack.orchestrator.start(config, &service).await
     };
+    let mut id = None;
     let report = match started {
         Ok(handle) => {
+            id = Some(handle.id().to_owned());
             // The last deployment from its start: if this command is stopped, `status` reads
             // this one's end from the journal (abandoned), not the one before's.
-            state.last_deployment = Some(handle.id().to_owned());
+            state.last_deployment = id.clone();
             state.last_outcome = None;
             states.save(state)?;
             until_the_end(ctx.ui, &bar, handle, interrupts.as_mut()).await
@@ -340,6 +364,20 @@ async fn run_to_end(
             if let Ok(running) = stack.running().await {
                 state.record_running(running, &config.version, is_rollback);
             }
+            if let Run::Deployment { replaced } = run {
+                // A start refused ran nothing; else the journal tells (kept if it cannot).
+                let started = match &id {
+                    None => false,
+                    Some(id) => stack
+                        .orchestrator
+                        .report(id)
+                        .await
+                        .map_or(true, |r| started_a_track(&r, &config.version)),
+                };
+                if !started {
+                    state.forget_behaviour(&config.version, replaced);
+                }
+            }
             state.in_progress = None;
             states.save(state)?;
             return Err(e.into());
@@ -347,6 +385,11 @@ async fn run_to_end(
     };
     let running = stack.running().await?;
     state.record_running(running, &config.version, is_rollback);
+    if let Run::Deployment { replaced } = run
+        && !started_a_track(&report, &config.version)
+    {
+        state.forget_behaviour(&config.version, replaced);
+    }
     state.last_deployment = Some(report.deployment.clone());
     state.last_outcome = report.outcome.clone();
     state.in_progress = None;
@@ -379,8 +422,18 @@ pub async fn deploy(ctx: &Ctx, args: &CanaryArgs, flavour: Flavour) -> Result<Ex
     let held = states.lock(&format!("deploy of {}", config.version))?;
     let mut state = ctx.state(&states, &service)?;
     let b = behaviour(&args.deploy, state.behaviour(&config.version))?;
-    state.behaviours.insert(config.version.to_string(), b);
-    deploy_held(ctx, &states, held, state, &config, false).await
+    // Recorded before the deployment, so that the backend runs the version so; taken back if
+    // no track of it starts (see `run_to_end`).
+    let replaced = state.behaviours.insert(config.version.to_string(), b);
+    deploy_held(
+        ctx,
+        &states,
+        held,
+        state,
+        &config,
+        Run::Deployment { replaced },
+    )
+    .await
 }
 
 /// `rollback`: the previous version (or `--to-version`) back by an immediate blue-green switch.
@@ -433,11 +486,11 @@ pub async fn rollback(ctx: &Ctx, args: &RollbackArgs) -> Result<Exit, CliError> 
         )));
     }
     let config = rollback_config(&config, target);
-    deploy_held(ctx, &states, held, state, &config, true).await
+    deploy_held(ctx, &states, held, state, &config, Run::Rollback).await
 }
 
 /// What `deploy` and `rollback` share once they hold the state directory: the backend with
-/// what ran brought back up, `config` (a rollback's when `is_rollback`) run to its end and
+/// what ran brought back up, `config` (a rollback's for [`Run::Rollback`]) run to its end and
 /// recorded, the cleanup and the result. Until the deployment starts, an error leaves the
 /// directory as it was (see [`StateLock`]).
 async fn deploy_held(
@@ -446,7 +499,7 @@ async fn deploy_held(
     mut held: StateLock,
     mut state: RunState,
     config: &DeploymentConfig,
-    is_rollback: bool,
+    run: Run,
 ) -> Result<Exit, CliError> {
     let mut stack = ctx.deployment_stack(states, &held, &state, config).await?;
     held.keep();
@@ -457,11 +510,11 @@ async fn deploy_held(
         states,
         &mut state,
         config,
-        is_rollback,
+        run,
         &mut interrupts,
     )
     .await;
-    let what = if is_rollback {
+    let what = if matches!(run, Run::Rollback) {
         "rollback"
     } else {
         "deployment"

@@ -87,7 +87,9 @@ impl RunState {
     }
 
     /// Every version deployed from this state directory, lowest first: what runs, what ran
-    /// before, and each version a deployment started (its behaviour is recorded then).
+    /// before, and each version of which a deployment started a track (its behaviour is
+    /// recorded when the deployment starts, and taken back when no track of it started: see
+    /// [`forget_behaviour`](Self::forget_behaviour)).
     pub fn known_versions(&self) -> BTreeSet<semver::Version> {
         let recorded = self
             .behaviours
@@ -98,6 +100,17 @@ impl RunState {
             .chain(self.previous.iter().cloned())
             .chain(current)
             .collect()
+    }
+
+    /// Takes back the behaviour a deployment recorded for `version` when no track of it
+    /// started (validation blocked it, its start was refused): the version never ran, and
+    /// `rollback --to-version` would switch all traffic to it at once, with none of a
+    /// deployment's checks. `replaced`, what was recorded for it before, is put back.
+    pub fn forget_behaviour(&mut self, version: &semver::Version, replaced: Option<Behaviour>) {
+        match replaced {
+            Some(b) => self.behaviours.insert(version.to_string(), b),
+            None => self.behaviours.remove(&version.to_string()),
+        };
     }
 
     /// Records what runs after a deployment (or, with `rollback`, a rollback) to `target`: a

@@ -1388,6 +1388,41 @@ fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
     assert_eq!(sim_status(d)["current"]["version"], "1.0.0");
 }
 
+/// `rollback --to-version` goes back only to a version deployed from the state directory
+/// before: one whose deployment the catalog blocked before anything moved never ran, and
+/// switching all traffic to it at once would skip every check a deployment has.
+#[test]
+fn rollback_refuses_a_version_whose_deployment_was_blocked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(
+        d.join("catalog.yaml"),
+        "registry:\n  services:\n    demo: { releases: [ {version: 1.0.0}, {version: 1.1.0},\n\
+         \x20     {version: 1.2.0} ] }\n\
+         rules:\n  - oneMinorAtATime: {service: demo}\n",
+    )
+    .expect("write");
+    let with_catalog = |d: &Path| {
+        let mut c = sim(d);
+        c.args(["--catalog", "catalog.yaml"]);
+        c
+    };
+    with_catalog(d)
+        .args(["deploy", "--version", "1.0.0"])
+        .assert()
+        .success();
+    let out = json_stdout(&mut with_catalog(d), &["deploy", "--version", "1.2.0"], 3);
+    assert_eq!(result(&report(&out)), "blocked");
+    // 1.2.0 never ran here: refused, naming what did.
+    sim(d)
+        .args(["rollback", "--to-version", "1.2.0"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid --to-version `1.2.0`"))
+        .stderr(predicate::str::contains("which knows 1.0.0;"));
+    assert_eq!(sim_status(d)["current"]["version"], "1.0.0");
+}
+
 #[test]
 fn a_small_canary_on_the_local_backend_with_real_processes() {
     let dir = tempfile::tempdir().expect("tempdir");
