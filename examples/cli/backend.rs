@@ -324,6 +324,16 @@ impl Stack {
         }
     }
 
+    /// Where the backend's one-second measuring buckets start: the epoch for the proxy, whose
+    /// buckets are whole seconds of the wall clock; the world's start for the simulated fleet,
+    /// which draws each second of its traffic by its place from its start.
+    pub fn bucket_origin(&self) -> Timestamp {
+        match &self.kind {
+            Kind::Local(_) => Timestamp::EPOCH,
+            Kind::Sim { world } => world.config().start(),
+        }
+    }
+
     /// Now, by the orchestrator's clock (virtual on the sim backend).
     pub fn now(&self) -> Timestamp {
         self.orchestrator.clock().now()

@@ -15,14 +15,28 @@ use crate::cli::exit::{CliError, Exit};
 use crate::cli::settings::{EnvLookup, service_of};
 use crate::cli::state::StateDir;
 
-/// `[start, end)` shrunk to whole seconds: both backends measure in one-second buckets, and a
-/// bucket counts in the window it starts in, so a partial second at either edge would be
-/// under-counted. A window shorter than a whole second is kept as it is.
-fn whole_seconds(start: Timestamp, end: Timestamp) -> Result<Window, CliError> {
-    let first = start.as_millis().div_ceil(1_000) * 1_000;
-    let last = end.as_millis() / 1_000 * 1_000;
+/// The first edge of a one-second bucket counted from `origin` at or after `t`.
+fn second_at_or_after(t: Timestamp, origin: Timestamp) -> Timestamp {
+    let since = t.saturating_duration_since(origin).as_millis();
+    let whole = u64::try_from(since.div_ceil(1_000) * 1_000).unwrap_or(u64::MAX);
+    origin.saturating_add(Duration::from_millis(whole))
+}
+
+/// `[start, end)` shrunk to whole seconds of the backend's one-second buckets, which count
+/// from `origin` (see [`Stack::bucket_origin`](crate::cli::backend::Stack::bucket_origin)).
+/// The proxy counts a bucket in the window it ends in, so a partial second at either edge
+/// would be miscounted; the simulated fleet draws each second of its traffic by its place
+/// from its start, so an edge inside one would cut it at a millisecond that differs from run
+/// to run, and the same `--seed` would measure other requests. A window shorter than a whole
+/// second is kept as it is.
+fn whole_seconds(start: Timestamp, end: Timestamp, origin: Timestamp) -> Result<Window, CliError> {
+    let first = second_at_or_after(start, origin);
+    let last = match second_at_or_after(end, origin) {
+        edge if edge > end => edge.saturating_sub(Duration::from_secs(1)),
+        edge => edge,
+    };
     let (a, b) = if last > first {
-        (Timestamp::from_millis(first), Timestamp::from_millis(last))
+        (first, last)
     } else {
         (start, end)
     };
@@ -33,12 +47,17 @@ fn whole_seconds(start: Timestamp, end: Timestamp) -> Result<Window, CliError> {
 /// least one) before it, never reaching back before `began`, when the load started. A window
 /// opened earlier divides the requests of its part with load by the whole of it: the first
 /// sample read a fraction of the rate (a few requests a second out of a hundred on the
-/// simulated fleet).
-fn sample_window(began: Timestamp, end: Timestamp, span: Duration) -> Result<Window, CliError> {
+/// simulated fleet). The seconds are those of the backend's buckets, counted from `origin`.
+fn sample_window(
+    began: Timestamp,
+    end: Timestamp,
+    span: Duration,
+    origin: Timestamp,
+) -> Result<Window, CliError> {
     let start = end
         .saturating_sub(span.saturating_add(Duration::from_secs(1)))
         .max(began);
-    whole_seconds(start, end)
+    whole_seconds(start, end, origin)
 }
 
 fn metrics_text(tracks: &[TrackMetrics]) -> String {
@@ -72,7 +91,11 @@ pub async fn metrics(ctx: &Ctx, args: &MetricsArgs) -> Result<Exit, CliError> {
     let mut stack = ctx.stack(&states, &state, &config, "metrics").await?;
     let result = async {
         stack.start_load().await?;
-        let start = stack.now();
+        // From the next whole second of the backend's buckets, for all of `--duration`: a
+        // partial first second left out would leave the window up to a second short.
+        let origin = stack.bucket_origin();
+        let start = second_at_or_after(stack.now(), origin);
+        tokio::time::sleep(start.saturating_duration_since(stack.now())).await;
         let bar = ctx.ui.bar(
             args.duration.as_secs().max(1),
             "{spinner} measuring {elapsed}/{len}s {bar:30}",
@@ -84,7 +107,7 @@ pub async fn metrics(ctx: &Ctx, args: &MetricsArgs) -> Result<Exit, CliError> {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let window = whole_seconds(start, stack.now())?;
+        let window = whole_seconds(start, start.saturating_add(args.duration), origin)?;
         Ok::<_, CliError>((window, stack.measure(window).await?))
     }
     .await;
@@ -216,6 +239,7 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
     let result = async {
         stack.start_load().await?;
         let began = stack.now();
+        let origin = stack.bucket_origin();
         let steps = (duration.as_millis() / interval.as_millis().max(1)).max(1);
         // Each sample measures the last whole seconds (at least one) before it.
         let steps = u64::try_from(steps).unwrap_or(u64::MAX);
@@ -232,7 +256,7 @@ pub async fn monitor(ctx: &Ctx, args: &MonitorArgs) -> Result<Exit, CliError> {
         for _ in 0..steps {
             tokio::time::sleep(interval).await;
             let end = stack.now();
-            let window = sample_window(began, end, span)?;
+            let window = sample_window(began, end, span, origin)?;
             let tracks = stack.measure(window).await?;
             let health = stack.probe().await?;
             let ok = health.iter().all(TrackHealth::healthy);
@@ -418,24 +442,35 @@ mod tests {
     fn a_sample_never_measures_from_before_the_load_started() {
         let t = Timestamp::from_millis;
         let second = Duration::from_secs(1);
+        let epoch = Timestamp::EPOCH;
         // The first sample, a second after the load started a quarter into a second.
-        let w = sample_window(t(10_250), t(11_250), second).expect("window");
+        let w = sample_window(t(10_250), t(11_250), second, epoch).expect("window");
         assert_eq!((w.start(), w.end()), (t(10_250), t(11_250)));
         // Later ones measure the last whole second.
-        let w = sample_window(t(10_250), t(15_250), second).expect("window");
+        let w = sample_window(t(10_250), t(15_250), second, epoch).expect("window");
         assert_eq!((w.start(), w.end()), (t(14_000), t(15_000)));
-        let w = sample_window(t(10_250), t(15_250), Duration::from_secs(2)).expect("window");
+        let two = Duration::from_secs(2);
+        let w = sample_window(t(10_250), t(15_250), two, epoch).expect("window");
         assert_eq!((w.start(), w.end()), (t(13_000), t(15_000)));
+        // Seconds counted from a simulated world's start, 600 ms into an epoch second.
+        let w = sample_window(t(10_250), t(15_250), second, t(600)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(13_600), t(14_600)));
     }
 
     #[test]
     fn windows_shrink_to_whole_seconds_unless_shorter_than_one() {
         let t = Timestamp::from_millis;
-        let w = whole_seconds(t(10_250), t(13_900)).expect("window");
+        let epoch = Timestamp::EPOCH;
+        let w = whole_seconds(t(10_250), t(13_900), epoch).expect("window");
         assert_eq!((w.start(), w.end()), (t(11_000), t(13_000)));
-        let w = whole_seconds(t(10_000), t(12_000)).expect("window");
+        let w = whole_seconds(t(10_000), t(12_000), epoch).expect("window");
         assert_eq!((w.start(), w.end()), (t(10_000), t(12_000)));
-        let w = whole_seconds(t(10_250), t(10_900)).expect("window");
+        let w = whole_seconds(t(10_250), t(10_900), epoch).expect("window");
         assert_eq!((w.start(), w.end()), (t(10_250), t(10_900)));
+        // The seconds of buckets counted from 10_250.
+        let w = whole_seconds(t(10_250), t(13_900), t(10_250)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(10_250), t(13_250)));
+        let w = whole_seconds(t(10_300), t(13_900), t(10_250)).expect("window");
+        assert_eq!((w.start(), w.end()), (t(11_250), t(13_250)));
     }
 }

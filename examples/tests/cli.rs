@@ -631,6 +631,36 @@ fn monitor_s_first_sample_measures_the_load_only_since_it_started() {
     }
 }
 
+/// `--seed`'s promise ("a command run again with the same seed sees the same traffic, errors
+/// and latencies") for `metrics`: the same seed over the same recorded deployment measures the
+/// same requests, errors and latencies, whatever the wall-clock millisecond it started at, and
+/// over all of `--duration`.
+#[test]
+fn metrics_run_again_with_its_seed_measures_the_same_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    deploy_on_sim(d, "1.0.0");
+    let measure = || {
+        let m = sim_json(d, &["--seed", "3", "metrics", "--duration", "5s"]);
+        let window = &m["window"];
+        let length = window["end"].as_u64().zip(window["start"].as_u64());
+        assert_eq!(length.map(|(end, start)| end - start), Some(5_000), "{m}");
+        let t = &m["tracks"][0];
+        (
+            t["requests"].clone(),
+            t["errors"].clone(),
+            t["p50Ms"].clone(),
+            t["p99Ms"].clone(),
+        )
+    };
+    let first = measure();
+    for _ in 0..3 {
+        // Runs start at different milliseconds of the wall clock.
+        std::thread::sleep(std::time::Duration::from_millis(137));
+        assert_eq!(measure(), first, "same seed, different traffic");
+    }
+}
+
 /// The simulated fleet starts at the wall-clock time, but its draws count from its start: a
 /// canary run again with the same `--seed` sees the same requests, errors and latencies in
 /// every window and ends the same way, and another seed sees others.
