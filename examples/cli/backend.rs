@@ -181,6 +181,23 @@ fn sim_profile(b: Behaviour) -> VersionProfile {
         ))
 }
 
+/// Where a simulated world starts: the wall-clock time now, or the time of the journal's
+/// latest record if that is later. A simulated deployment runs in virtual time, ahead of the
+/// wall clock; one cut short (a second signal, a kill) leaves records dated after now, and a
+/// world started before them would close it as abandoned (and date what comes next) before
+/// its own last event, so that its report's timeline and duration would go backwards.
+async fn sim_start(journal: &dyn Journal) -> Result<Timestamp, CliError> {
+    let now = Timestamp::from_system_time(std::time::SystemTime::now());
+    let latest = journal
+        .last_records()
+        .await
+        .map_err(|e| CliError::backend(format!("journal: {e}")))?
+        .iter()
+        .map(|r| r.at)
+        .max();
+    Ok(latest.map_or(now, |at| at.max(now)))
+}
+
 fn platform_err(e: serin_orchestrator::Error) -> CliError {
     CliError::backend(e.to_string())
 }
@@ -264,7 +281,7 @@ impl Stack {
             }
             BackendKind::Sim => {
                 let mut config = SimConfig::new(options.seed)
-                    .with_start(Timestamp::from_system_time(std::time::SystemTime::now()))
+                    .with_start(sim_start(journal.as_ref()).await?)
                     .with_service(service.clone())
                     .with_load(SimLoad::constant(options.load_rps));
                 for (version, b) in options.behaviours.iter() {

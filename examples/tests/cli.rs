@@ -2192,6 +2192,51 @@ fn a_second_signal_while_the_deployment_rolls_back_quits_at_once_with_exit_5() {
     assert_eq!(s["lastOutcome"]["result"], "failed", "{s}");
 }
 
+/// A simulated deployment cut short (a second Ctrl-C, a kill) ran in virtual time, ahead of
+/// the wall clock; the next command closes it as abandoned. Its closing record is not dated
+/// before the records it follows, or its report's duration and timeline would go backwards.
+#[test]
+fn an_abandoned_simulated_deployment_is_not_closed_before_its_last_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    deploy_on_sim(d, "1.0.0");
+    sim(d)
+        .args(["deploy-canary", "--version", "1.1.0"])
+        .assert()
+        .success();
+    // As a command stopped mid-canary leaves it: the canary's records up to a quarter hour in.
+    let journal = state_file(d, "journal.jsonl");
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let lines: Vec<&str> = text.lines().collect();
+    let first_canary = lines
+        .iter()
+        .position(|l| l.contains("\"deployment\":\"demo-1.1.0"))
+        .expect("the canary's records");
+    std::fs::write(
+        &journal,
+        format!("{}\n", lines[..first_canary + 20].join("\n")),
+    )
+    .expect("cut");
+    // The next command closes it.
+    sim(d).args(["health-check"]).assert().success();
+    let logs = sim_json(d, &["logs"]);
+    let times: Vec<u64> = logs["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| {
+            e["deployment"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("demo-1.1.0"))
+        })
+        .map(|e| e["at"].as_u64().expect("at"))
+        .collect();
+    assert!(
+        times.len() > 1 && times.windows(2).all(|w| w[0] <= w[1]),
+        "the canary's events go back in time: {times:?}"
+    );
+}
+
 /// On the simulated fleet a backup blocks the simulation's one thread (so that it takes no
 /// virtual time); a second signal during it still quits at once with exit 5.
 #[test]
