@@ -392,9 +392,12 @@ impl ErrorSpikeTrigger {
     }
 
     /// The error rate that is a spike over the baseline `p0`: `p0 × (1 + increasePercentage /
-    /// 100)`, kept below 1 so that the CUSUM's likelihood ratio stays finite.
+    /// 100)`. It is not capped below 1: at or above 1, no error rate is a spike over this
+    /// baseline (a failure the baseline shares, such as a total outage of both tracks), so the
+    /// ratio rule answers healthy and the CUSUM takes no step. A level capped just below 1
+    /// would make every window at 100% errors a spike over a baseline at 99.9%.
     fn spike_level(&self, p0: f64) -> f64 {
-        (p0 * (1.0 + self.config.increase_percentage / 100.0)).min(1.0 - 1e-9)
+        p0 * (1.0 + self.config.increase_percentage / 100.0)
     }
 
     /// Whether a watched observation goes to the learned baseline: `Some(true)` within
@@ -507,6 +510,7 @@ impl Trigger for ErrorSpikeTrigger {
             }
             self.state.last_judged = Some(at);
         }
+        // `update` leaves the statistic as it is when the spike level reaches 1.
         let cusum_alarm =
             self.state
                 .cusum

@@ -944,3 +944,27 @@ fn ratio_evidence_from_before_a_gap_does_not_fire_on_healthy_data() {
     assert_eq!(actions(&mut e), vec![]);
     assert_eq!(e.data_action(), None);
 }
+
+/// A failure both tracks share is not a spike, however total: with every request failing on
+/// the baseline track too, no error rate can stand out, and neither detector fires.
+#[test]
+fn a_total_outage_on_both_tracks_is_not_a_spike() {
+    let mut all = vec![];
+    for detector in ["cusum", "ratio"] {
+        let mut e = engine(&format!(
+            r#"{{"triggers": [
+            {{"kind":"errorSpike","id":"spike","baselineTrack":"stable","detector":"{detector}"}}
+        ]}}"#
+        ));
+        let mut fired = vec![];
+        for s in (10..=300).step_by(10) {
+            // The baseline's window first, as the trigger asks; both at 100% errors.
+            e.observe(&errors(Track::Stable, s, 1_000, 1_000)).unwrap();
+            e.observe(&errors(Track::Canary, s, 1_000, 1_000)).unwrap();
+            e.tick(ts(s));
+            fired.extend(actions(&mut e));
+        }
+        all.push((detector, fired));
+    }
+    assert_eq!(all, vec![("cusum", vec![]), ("ratio", vec![])]);
+}
