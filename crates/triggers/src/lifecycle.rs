@@ -284,14 +284,19 @@ impl Lifecycle {
         // A gap in the data longer than `staleAfter` ends the breach, as a tick inside it would
         // have: the first input after the gap may come before any tick (a process restarted
         // after it feeds before it ticks).
-        if self
+        let gap_ended_breach = self
             .last_data
             .is_some_and(|last| at.saturating_duration_since(last) > t.stale_after)
-        {
+            && self.breach().is_some();
+        if gap_ended_breach {
             self.since = [None; 3];
         }
         match verdict {
-            Verdict::NoData => return self.end_cooldown(from, now, t),
+            // An input without data concludes nothing, but a breach the gap before it ended is
+            // over all the same: the state leaves `Pending` or `Firing` below, as after any
+            // other input, rather than go on waiting or asking for a breach no longer held.
+            Verdict::NoData if !gap_ended_breach => return self.end_cooldown(from, now, t),
+            Verdict::NoData => {}
             Verdict::Ok => {
                 self.last_data = Some(at);
                 self.since = [None; 3];

@@ -968,3 +968,48 @@ fn a_total_outage_on_both_tracks_is_not_a_spike() {
     }
     assert_eq!(all, vec![("cusum", vec![]), ("ratio", vec![])]);
 }
+
+/// A gap in the data longer than `staleAfter` ends a breach whatever input comes after it: a
+/// window without requests concludes nothing of its own, but the trigger no longer waits on
+/// the breach (pending) nor asks for it (firing).
+#[test]
+fn a_gap_ended_by_an_empty_window_ends_the_breach() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"metricThreshold","id":"pending","metric":"error_rate","operator":"gt",
+         "value":0.20,"duration":"30s","staleAfter":"1m"},
+        {"kind":"metricThreshold","id":"holding","metric":"error_rate","operator":"gt",
+         "value":0.20,"action":"hold","duration":"10s","cooldown":"1m","staleAfter":"1m"}
+    ]}"#,
+    );
+    e.observe(&errors(Track::Canary, 10, 1_000, 500)).unwrap();
+    e.observe(&errors(Track::Canary, 20, 1_000, 500)).unwrap();
+    assert!(matches!(
+        e.state("pending"),
+        Some(TriggerState::Pending { .. })
+    ));
+    assert!(matches!(
+        e.state("holding"),
+        Some(TriggerState::Firing {
+            action: Action::Hold,
+            ..
+        })
+    ));
+    e.drain_events();
+    // 90 s later, before any tick: a window without requests.
+    e.observe(&errors(Track::Canary, 110, 0, 0)).unwrap();
+    assert_eq!(e.state("pending"), Some(TriggerState::Ok));
+    assert_eq!(e.state("holding"), Some(TriggerState::Ok));
+    assert_eq!(e.current_action(), None);
+    let moves: Vec<_> = e
+        .drain_events()
+        .map(|ev| (ev.trigger, ev.from.name(), ev.to.name(), ev.action, ev.at))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![
+            ("pending".to_owned(), "pending", "ok", None, ts(110)),
+            ("holding".to_owned(), "firing", "ok", None, ts(110)),
+        ]
+    );
+}
