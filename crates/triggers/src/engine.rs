@@ -102,6 +102,23 @@ fn placeholder_timing() -> Option<Timing> {
     None
 }
 
+impl Slot {
+    /// Whether the trigger takes nothing from an input of data time `at`: one its lifecycle
+    /// would not take (late, sent again, or stale on arrival). A trigger that merges streams
+    /// tells late from new per stream itself (one instance's result may come after another's
+    /// newer one and still count), so only staleness on arrival is judged here for it.
+    fn passes_over(&self, at: Timestamp) -> bool {
+        let Some(t) = &self.timing else {
+            return false;
+        };
+        if self.trigger.merges_streams() {
+            self.lifecycle.stale_on_arrival(at, t)
+        } else {
+            !self.lifecycle.takes(at, t)
+        }
+    }
+}
+
 type Routes<K> = HashMap<K, HashMap<Track, Vec<u32>>>;
 
 /// The trigger engine: many triggers over many signal streams.
@@ -277,14 +294,7 @@ impl Engine {
             let Some(slot) = self.slots.get_mut(i as usize) else {
                 continue;
             };
-            // A trigger that reads one stream takes nothing from an input its lifecycle would
-            // not take; one that merges streams drops repeats per stream itself.
-            if !slot.trigger.merges_streams()
-                && slot
-                    .timing
-                    .as_ref()
-                    .is_some_and(|t| !slot.lifecycle.takes(at, t))
-            {
+            if slot.passes_over(at) {
                 continue;
             }
             if let Some(verdict) = slot.trigger.observe(obs)?
@@ -305,7 +315,8 @@ impl Engine {
     /// Feeds one probe result to the triggers that watch its probe and track. A result that is
     /// not newer than the last one taken for its instance (or, for a dependency, its track) is
     /// the same result read again, or an older one, and changes nothing: a source answers the
-    /// latest result it holds each time it is asked.
+    /// latest result it holds each time it is asked. Nor does one already older than the
+    /// trigger's `staleAfter` at the engine's clock: it does not count toward a failure streak.
     pub fn observe_health(&mut self, signal: &HealthSignal) {
         let Some(route) = self
             .probe_routes
@@ -318,6 +329,9 @@ impl Engine {
             let Some(slot) = self.slots.get_mut(i as usize) else {
                 continue;
             };
+            if slot.passes_over(signal.at) {
+                continue;
+            }
             if let Some(verdict) = slot.trigger.observe_health(signal)
                 && let Some(timing) = &slot.timing
             {

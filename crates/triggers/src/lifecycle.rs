@@ -268,8 +268,14 @@ impl Lifecycle {
     /// data taken (late, or old data sent again) nor older than `staleAfter` at the clock (stale
     /// on arrival).
     pub fn takes(&self, at: Timestamp, t: &Timing) -> bool {
-        self.last_data.is_none_or(|last| at >= last)
-            && self.clock.saturating_duration_since(at) <= t.stale_after
+        self.last_data.is_none_or(|last| at >= last) && !self.stale_on_arrival(at, t)
+    }
+
+    /// Whether an input of data time `at` is already older than `staleAfter` at the clock:
+    /// had it come in time, the trigger would have gone stale since, so it can neither keep
+    /// the trigger fresh nor count toward a breach.
+    pub fn stale_on_arrival(&self, at: Timestamp, t: &Timing) -> bool {
+        self.clock.saturating_duration_since(at) > t.stale_after
     }
 
     /// Feeds one verdict observed at data time `at`. An input the machine does not

@@ -145,3 +145,44 @@ fn a_baseline_probe_stamped_after_the_tick_still_resumes() {
         panic!("the engine's own snapshot is refused: {err}");
     }
 }
+
+/// A probe result already older than `staleAfter` at the engine's clock arrives too late to
+/// count: a trigger that merges streams keeps it out of its failure streak, as a trigger of one
+/// stream keeps a window as old out of its breach.
+#[test]
+fn probe_results_stale_on_arrival_change_nothing() {
+    // A health check's staleAfter is 15 s here (three check intervals).
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"healthCheck","id":"ready","checkType":"readiness","failureThreshold":3,
+         "checkInterval":"5s"}
+    ]}"#,
+    );
+    e.observe_health(&readiness("canary-0", ProbeStatus::Pass, 95));
+    e.tick(ts(100));
+    // Results from 40 s and 45 s of an instance not heard from yet arrive only now.
+    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 40));
+    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 45));
+    e.tick(ts(100));
+    // One fresh failure of canary-1: one failure taken, not three.
+    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 100));
+    e.tick(ts(100));
+    assert_eq!(actions(&mut e), vec![], "state {:?}", e.state("ready"));
+
+    // A dependency check (staleAfter 30 s) gone stale after both tracks passed at 70 s.
+    let mut e = engine(DB);
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 70));
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 70));
+    e.tick(ts(110));
+    assert!(matches!(e.state("db"), Some(TriggerState::Stale { .. })));
+    let _ = actions(&mut e);
+    // The baseline passes at 110 s; the canary's failures from 72 s and 78 s arrive only
+    // then, and one from 100 s (close enough to them to continue their streak).
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 110));
+    for s in [72, 78, 100] {
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+    }
+    // Past the cooldown of the stale trigger's hold.
+    e.tick(ts(115));
+    assert_eq!(actions(&mut e), vec![], "state {:?}", e.state("db"));
+}
