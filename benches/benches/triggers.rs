@@ -193,7 +193,8 @@ fn memory_probe_kinds() -> Vec<(&'static str, usize)> {
                 e.observe_health(
                     &HealthSignal::new(track, probe.clone(), ProbeStatus::Fail, at)
                         .with_instance(format!("checkout-7d9f8c6b5-{i:05}")),
-                );
+                )
+                .expect("bench signals are valid");
             }
         }
         rows.push((name, e.memory_bytes()));

@@ -158,6 +158,10 @@ pub struct Engine {
     metric_routes: Routes<Metric>,
     probe_routes: Routes<Probe>,
     events: VecDeque<Event>,
+    /// The latest `now` given to [`tick`](Engine::tick) or
+    /// [`advance_clock`](Engine::advance_clock), `None` before the first: inputs dated further
+    /// past it than a trigger's `staleAfter` are refused.
+    clock: Option<Timestamp>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -165,6 +169,9 @@ pub struct Engine {
 struct Snapshot {
     triggers: Vec<Slot>,
     events: VecDeque<Event>,
+    /// Absent before the first tick, and from snapshots written before the engine kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    clock: Option<Timestamp>,
 }
 
 impl TryFrom<Snapshot> for Engine {
@@ -188,7 +195,7 @@ impl TryFrom<Snapshot> for Engine {
                     reason,
                 })?;
         }
-        Ok(Engine::assemble(s.triggers, s.events))
+        Ok(Engine::assemble(s.triggers, s.events, s.clock))
     }
 }
 
@@ -197,6 +204,7 @@ impl From<Engine> for Snapshot {
         Snapshot {
             triggers: e.slots,
             events: e.events,
+            clock: e.clock,
         }
     }
 }
@@ -217,10 +225,10 @@ impl Engine {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Engine::assemble(slots, VecDeque::new()))
+        Ok(Engine::assemble(slots, VecDeque::new(), None))
     }
 
-    fn assemble(mut slots: Vec<Slot>, events: VecDeque<Event>) -> Self {
+    fn assemble(mut slots: Vec<Slot>, events: VecDeque<Event>, clock: Option<Timestamp>) -> Self {
         slots.shrink_to_fit();
         let mut metric_routes: Routes<Metric> = HashMap::new();
         let mut probe_routes: Routes<Probe> = HashMap::new();
@@ -248,6 +256,7 @@ impl Engine {
             metric_routes,
             probe_routes,
             events,
+            clock,
         }
     }
 
@@ -276,6 +285,18 @@ impl Engine {
     /// at the engine's clock changes nothing: it neither clears a breach that began after it nor
     /// keeps the trigger from going stale. The same holds for probe results
     /// ([`observe_health`](Engine::observe_health)), judged per instance and track.
+    ///
+    /// An observation whose window ends further past the engine's clock (the latest `now` given
+    /// to [`tick`](Engine::tick) or [`advance_clock`](Engine::advance_clock)) than the
+    /// `staleAfter` of a trigger that watches it is refused ([`Error::AheadOfClock`]), and
+    /// changes nothing: it comes from a source whose clock runs ahead, and taken it would make
+    /// every real window until its end look late, while the trigger, fresh until then, never
+    /// went stale. Within that bound a window may end past the last tick, as the one read up to
+    /// the next tick's `now` does; a caller whose ticks are further apart than a `staleAfter`
+    /// moves the clock with [`advance_clock`](Engine::advance_clock) before feeding what it
+    /// read. Before the first tick or `advance_clock` nothing is refused: the engine knows only
+    /// its start then, which may come long before the first data (a deployment that waits for
+    /// its new track to be ready). A caller that wants the bound from the start ticks at it.
     pub fn observe(&mut self, obs: &Observation) -> Result<()> {
         let Some(route) = self
             .metric_routes
@@ -290,6 +311,9 @@ impl Engine {
             }
         }
         let at = obs.window.end();
+        self.check_not_ahead(route, at, || {
+            format!("observation of {} on track {}", obs.metric, obs.track)
+        })?;
         for &i in route {
             let Some(slot) = self.slots.get_mut(i as usize) else {
                 continue;
@@ -317,14 +341,32 @@ impl Engine {
     /// the same result read again, or an older one, and changes nothing: a source answers the
     /// latest result it holds each time it is asked. Nor does one already older than the
     /// trigger's `staleAfter` at the engine's clock: it does not count toward a failure streak.
-    pub fn observe_health(&mut self, signal: &HealthSignal) {
+    ///
+    /// A result completed further past the engine's clock than the `staleAfter` of a trigger
+    /// that watches it is refused ([`Error::AheadOfClock`]) and changes nothing, as an
+    /// observation is (see [`observe`](Engine::observe)).
+    pub fn observe_health(&mut self, signal: &HealthSignal) -> Result<()> {
         let Some(route) = self
             .probe_routes
             .get(&signal.probe)
             .and_then(|by_track| by_track.get(&signal.track))
         else {
-            return;
+            return Ok(());
         };
+        self.check_not_ahead(route, signal.at, || {
+            let probe = match &signal.probe {
+                Probe::Readiness => "readiness".to_owned(),
+                Probe::Liveness => "liveness".to_owned(),
+                Probe::Startup => "startup".to_owned(),
+                Probe::Dependency(name) => format!("dependency {name}"),
+            };
+            let instance = signal
+                .instance
+                .as_ref()
+                .map(|i| format!(" of instance {i}"))
+                .unwrap_or_default();
+            format!("{probe} probe result{instance} on track {}", signal.track)
+        })?;
         for &i in route {
             let Some(slot) = self.slots.get_mut(i as usize) else {
                 continue;
@@ -344,14 +386,55 @@ impl Engine {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Refuses an input of data time `at` for the triggers `route` lists if it lies further
+    /// past the engine's clock than one of their `staleAfter`s; `input` says what it is.
+    fn check_not_ahead(
+        &self,
+        route: &[u32],
+        at: Timestamp,
+        input: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let Some(clock) = self.clock else {
+            return Ok(());
+        };
+        let ahead = route
+            .iter()
+            .filter_map(|&i| self.slots.get(i as usize))
+            .filter_map(|s| s.timing.map(|t| (s, t.stale_after)))
+            .find(|(_, stale_after)| at > clock.saturating_add(*stale_after));
+        match ahead {
+            Some((slot, stale_after)) => Err(Error::AheadOfClock {
+                input: input(),
+                at,
+                clock,
+                trigger: slot.trigger.id().to_owned(),
+                stale_after_ms: stale_after.as_millis(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Moves the engine's clock to `now` (never back) without judging anything: no trigger
+    /// goes stale and no cooldown ends, as they would at a [`tick`](Engine::tick). Inputs are
+    /// refused only when dated further past the clock than a trigger's `staleAfter`, so a
+    /// caller that reads the data up to its `now` and feeds it before ticking with that `now`
+    /// calls this first, lest a window longer than a `staleAfter` (ticks far apart, a restart)
+    /// be refused.
+    pub fn advance_clock(&mut self, now: Timestamp) {
+        self.clock = Some(self.clock.map_or(now, |clock| clock.max(now)));
     }
 
     /// Advances every trigger to `now`: triggers without usable data for longer than their
     /// `staleAfter` go stale (asking for their missing-data action, unless the cooldown of a
     /// fire of the same or a higher level still runs: then they ask when it ends, if still
     /// stale), and ended cooldowns clear (a breach that has held for its `duration` through
-    /// one fires at once, rather than at the next input).
+    /// one fires at once, rather than at the next input). Moves the engine's clock to `now`, as
+    /// [`advance_clock`](Engine::advance_clock) does.
     pub fn tick(&mut self, now: Timestamp) {
+        self.advance_clock(now);
         for slot in &mut self.slots {
             if let Some(timing) = &slot.timing
                 && let Some(tr) = slot.lifecycle.tick(now, timing)

@@ -41,6 +41,29 @@ pub enum Error {
         /// What the observation held.
         found: &'static str,
     },
+    /// An input dated further past the engine's clock (the latest `now` it was given) than a
+    /// trigger that reads it allows: its `staleAfter`. Taken, it would move the trigger's data
+    /// time ahead, so that every real input until then looked late and was dropped while the
+    /// trigger never went stale: a source whose clock runs ahead would silence it.
+    #[error(
+        "{input} is dated {at}, past the engine's clock {clock} by more than the staleAfter of \
+         trigger `{trigger}` ({stale_after_ms} ms): taken, it would make every real input until \
+         then look late and keep the trigger from going stale (is the source's clock ahead? a \
+         caller that feeds what it read up to its `now` before ticking moves the clock first \
+         with Engine::advance_clock)"
+    )]
+    AheadOfClock {
+        /// What was refused (`observation of error_rate on track canary`).
+        input: String,
+        /// Its data time: an observation's window end, a probe's completion time.
+        at: serin_signals::Timestamp,
+        /// The engine's clock.
+        clock: serin_signals::Timestamp,
+        /// The trigger whose `staleAfter` it passes.
+        trigger: String,
+        /// That `staleAfter`, in milliseconds.
+        stale_after_ms: u128,
+    },
     /// A snapshot does not fit the config it carries.
     #[error("invalid snapshot {field}: {reason}")]
     InvalidSnapshot {

@@ -61,7 +61,10 @@
 //! once: health and dependency checks ignore a result that is not newer than the last one of its
 //! instance (or track), since a source answers the latest result it holds each time it is asked;
 //! as sources list results by instance rather than by time, their verdict stands for the newest
-//! result they hold.
+//! result they hold. An input dated further past the engine's clock (the latest `now` given to
+//! [`Engine::tick`] or [`Engine::advance_clock`]) than a trigger's `staleAfter` is refused with
+//! an error: it comes from a source whose clock runs ahead, and would make every real input
+//! until then look late.
 //!
 //! ```
 //! use std::time::Duration;
@@ -75,7 +78,7 @@
 //! let mut engine = Engine::new(config, Timestamp::EPOCH)?;
 //! for s in [5, 10, 15] {
 //!     let at = Timestamp::from_millis(s * 1_000);
-//!     engine.observe_health(&HealthSignal::new(Track::Canary, Probe::Readiness, ProbeStatus::Fail, at));
+//!     engine.observe_health(&HealthSignal::new(Track::Canary, Probe::Readiness, ProbeStatus::Fail, at))?;
 //! }
 //! assert!(matches!(engine.state("ready"), Some(TriggerState::Firing { action: Action::Rollback, .. })));
 //! let fired = engine.drain_events().find(|e| e.action.is_some()).expect("fired");

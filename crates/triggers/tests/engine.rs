@@ -176,6 +176,8 @@ fn missing_data_is_stale_per_trigger_policy() {
         e.states()
             .all(|(_, s)| matches!(s, TriggerState::Cooldown { .. }))
     );
+    // Ticks 41 s apart, further than staleAfter: the caller gives its time before feeding.
+    e.advance_clock(ts(101));
     e.observe(&errors(Track::Canary, 101, 100, 1)).unwrap();
     e.tick(ts(101));
     assert!(e.states().all(|(_, s)| s == TriggerState::Ok));
@@ -272,7 +274,8 @@ fn feed(e: &mut Engine, from: u64, to: u64) {
         };
         e.observe_health(
             &HealthSignal::new(Track::Canary, Probe::Readiness, status, ts(s)).with_instance("c-0"),
-        );
+        )
+        .unwrap();
         for track in [Track::Stable, Track::Canary] {
             let st = if s >= 300 {
                 ProbeStatus::Fail
@@ -284,7 +287,8 @@ fn feed(e: &mut Engine, from: u64, to: u64) {
                 Probe::Dependency("postgres".into()),
                 st,
                 ts(s),
-            ));
+            ))
+            .unwrap();
         }
         e.tick(ts(s));
     }
@@ -391,7 +395,8 @@ fn memory_per_trigger_stays_small_at_default_windows() {
         h.observe_health(
             &HealthSignal::new(Track::Canary, Probe::Readiness, ProbeStatus::Fail, ts(i))
                 .with_instance(name),
-        );
+        )
+        .unwrap();
     }
     let full = h.memory_bytes();
     assert!(full > empty && full <= 4 * 1024, "{empty} -> {full} bytes");
@@ -416,15 +421,18 @@ fn a_probe_result_read_at_every_tick_counts_once() {
     );
     // The source answers its latest result at each tick: the probe of 30 s, three times.
     for now in [30, 35, 40] {
-        e.observe_health(&readiness("canary-0", ProbeStatus::Fail, 30));
-        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, 30));
+        e.observe_health(&readiness("canary-0", ProbeStatus::Fail, 30))
+            .unwrap();
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, 30))
+            .unwrap();
         e.tick(ts(now));
     }
     assert!(actions(&mut e).is_empty());
     assert_eq!(e.state("ready"), Some(TriggerState::Ok));
     // Two more probes make three failures.
     for now in [60, 90] {
-        e.observe_health(&readiness("canary-0", ProbeStatus::Fail, now));
+        e.observe_health(&readiness("canary-0", ProbeStatus::Fail, now))
+            .unwrap();
         e.tick(ts(now));
     }
     assert_eq!(
@@ -440,10 +448,12 @@ fn a_baseline_pass_from_before_an_outage_does_not_make_it_ours() {
         {"kind":"dependencyFailure","id":"db","dependency":"postgres","failureThreshold":3}
     ]}"#,
     );
-    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 30));
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 30))
+        .unwrap();
     e.tick(ts(30));
     for s in [35, 40, 45] {
-        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s))
+            .unwrap();
         e.tick(ts(s));
     }
     assert_eq!(
@@ -491,12 +501,15 @@ fn a_late_probe_of_another_instance_still_counts() {
     ]}"#,
     );
     for s in [21, 26] {
-        e.observe_health(&readiness("b", ProbeStatus::Fail, s));
+        e.observe_health(&readiness("b", ProbeStatus::Fail, s))
+            .unwrap();
     }
     e.tick(ts(30));
     // Sources list results by instance: a's newer pass comes before b's third failure.
-    e.observe_health(&readiness("a", ProbeStatus::Pass, 33));
-    e.observe_health(&readiness("b", ProbeStatus::Fail, 31));
+    e.observe_health(&readiness("a", ProbeStatus::Pass, 33))
+        .unwrap();
+    e.observe_health(&readiness("b", ProbeStatus::Fail, 31))
+        .unwrap();
     assert_eq!(
         actions(&mut e),
         vec![("ready".to_owned(), Action::Rollback, ts(33))]
@@ -513,8 +526,10 @@ fn a_hold_breached_again_inside_its_cooldown_still_holds() {
     );
     // Both tracks fail: a shared outage asks to hold.
     for s in [5, 10] {
-        e.observe_health(&postgres(Track::Stable, ProbeStatus::Fail, s));
-        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Fail, s))
+            .unwrap();
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s))
+            .unwrap();
         e.tick(ts(s));
     }
     assert_eq!(
@@ -523,12 +538,15 @@ fn a_hold_breached_again_inside_its_cooldown_still_holds() {
     );
     assert_eq!(e.current_action(), Some(Action::Hold));
     // One passing check clears it; the outage comes back inside the cooldown.
-    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 15));
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 15))
+        .unwrap();
     e.tick(ts(15));
     assert_eq!(e.current_action(), None);
     for s in [20, 25] {
-        e.observe_health(&postgres(Track::Stable, ProbeStatus::Fail, s));
-        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Fail, s))
+            .unwrap();
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s))
+            .unwrap();
         e.tick(ts(s));
     }
     // The cooldown keeps the hold from being asked for again, not the condition from holding.
@@ -536,7 +554,8 @@ fn a_hold_breached_again_inside_its_cooldown_still_holds() {
     assert!(matches!(e.state("db"), Some(TriggerState::Cooldown { .. })));
     assert_eq!(e.current_action(), Some(Action::Hold));
     // Once the dependency recovers, nothing holds any more.
-    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 30));
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 30))
+        .unwrap();
     e.tick(ts(30));
     assert_eq!(e.current_action(), None);
 }
@@ -669,6 +688,7 @@ fn data_that_keeps_going_missing_asks_once_per_cooldown() {
     // The source flaps: data, then none, three times within the cooldown. The rollback was
     // asked for already; neither the warning nor a second rollback is asked for again.
     for s in [50, 100, 150] {
+        e.advance_clock(ts(s));
         e.observe(&errors(Track::Canary, s, 1_000, 10)).unwrap();
         e.tick(ts(s));
         e.tick(ts(s + 31));
@@ -681,6 +701,7 @@ fn data_that_keeps_going_missing_asks_once_per_cooldown() {
     // Still stale, so the missing-data action still counts.
     assert_eq!(e.current_action(), Some(Action::Rollback));
     // After the cooldown, going stale asks again.
+    e.advance_clock(ts(400));
     e.observe(&errors(Track::Canary, 400, 1_000, 10)).unwrap();
     e.tick(ts(400));
     e.tick(ts(431));
@@ -767,10 +788,14 @@ fn a_snapshot_with_probe_times_past_its_clock_is_refused() {
     ]}"#,
     );
     for s in [5, 10] {
-        e.observe_health(&readiness("canary-0", ProbeStatus::Pass, s));
-        e.observe_health(&readiness("canary-1", ProbeStatus::Pass, s));
-        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, s));
-        e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, s));
+        e.observe_health(&readiness("canary-0", ProbeStatus::Pass, s))
+            .unwrap();
+        e.observe_health(&readiness("canary-1", ProbeStatus::Pass, s))
+            .unwrap();
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, s))
+            .unwrap();
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, s))
+            .unwrap();
         e.tick(ts(s));
     }
     let v: serde_json::Value = serde_json::to_value(&e).unwrap();
@@ -1011,5 +1036,99 @@ fn a_gap_ended_by_an_empty_window_ends_the_breach() {
             ("pending".to_owned(), "pending", "ok", None, ts(110)),
             ("holding".to_owned(), "firing", "ok", None, ts(110)),
         ]
+    );
+}
+
+/// A window stamped ahead of the engine's clock by more than `staleAfter` (a source whose
+/// clock runs an hour fast) is refused and changes nothing: taken, it made every real window
+/// after it late, so the trigger neither fired on a real breach nor went stale.
+#[test]
+fn a_window_stamped_far_ahead_is_refused_and_real_breaches_still_fire() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+         "value":0.20,"duration":"20s","cooldown":"1m","staleAfter":"1m"}
+    ]}"#,
+    );
+    e.observe(&errors(Track::Canary, 10, 1_000, 0)).unwrap();
+    e.tick(ts(10));
+    let before = serde_json::to_value(&e).unwrap();
+    // One healthy window whose end is an hour ahead of the clock the caller ticks with.
+    let err = e
+        .observe(&errors(Track::Canary, 3_600, 1_000, 0))
+        .unwrap_err();
+    assert!(matches!(err, Error::AheadOfClock { .. }), "{err:?}");
+    let msg = err.to_string();
+    for part in [
+        "error_rate on track canary",
+        "1970-01-01T01:00:00",
+        "1970-01-01T00:00:10",
+        "`errors`",
+        "60000 ms",
+    ] {
+        assert!(msg.contains(part), "{part}: {msg}");
+    }
+    assert_eq!(
+        serde_json::to_value(&e).unwrap(),
+        before,
+        "refused, it changed nothing"
+    );
+    // A window up to staleAfter past the last tick is the one read up to the next tick's now.
+    e.observe(&errors(Track::Canary, 70, 1_000, 0)).unwrap();
+    e.tick(ts(70));
+    // Then real windows at 50% errors, each followed by a tick at its end: they fire.
+    let mut fired = vec![];
+    for s in (80..=120).step_by(10) {
+        e.observe(&errors(Track::Canary, s, 1_000, 500)).unwrap();
+        e.tick(ts(s));
+        fired.extend(actions(&mut e));
+    }
+    assert_eq!(
+        fired,
+        vec![("errors".to_owned(), Action::Rollback, ts(100))]
+    );
+    // Probe results are refused past the clock alike.
+    let mut h = engine(
+        r#"{"triggers": [{"kind":"healthCheck","id":"ready","checkType":"readiness",
+        "checkInterval":"5s"}]}"#,
+    );
+    h.tick(ts(10));
+    let err = h
+        .observe_health(&readiness("canary-0", ProbeStatus::Pass, 3_600))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("readiness probe result of instance canary-0 on track canary")
+            && msg.contains("`ready`")
+            && msg.contains("15000 ms"),
+        "{msg}"
+    );
+    assert_eq!(h.last_data("ready"), None);
+}
+
+/// A caller whose ticks are further apart than a trigger's `staleAfter` tells the engine its
+/// `now` before feeding what it read up to it.
+#[test]
+fn a_caller_that_advances_the_clock_first_may_tick_seldom() {
+    let mut e = engine(
+        r#"{"triggers": [{"kind":"healthCheck","id":"ready","checkType":"readiness",
+        "checkInterval":"5s","failureThreshold":1}]}"#,
+    );
+    e.tick(ts(0));
+    assert!(matches!(
+        e.observe_health(&readiness("canary-0", ProbeStatus::Fail, 60)),
+        Err(Error::AheadOfClock { .. })
+    ));
+    e.advance_clock(ts(60));
+    assert!(
+        actions(&mut e).is_empty(),
+        "advancing the clock judges nothing"
+    );
+    e.observe_health(&readiness("canary-0", ProbeStatus::Fail, 60))
+        .unwrap();
+    e.tick(ts(60));
+    assert_eq!(
+        actions(&mut e),
+        vec![("ready".to_owned(), Action::Rollback, ts(60))]
     );
 }

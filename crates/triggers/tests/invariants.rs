@@ -178,8 +178,8 @@ proptest! {
             if instance {
                 live = live.with_instance("i-0");
             }
-            e.observe_health(&live);
-            e.observe_health(&HealthSignal::new(Track::Canary, Probe::Dependency("db".into()), ProbeStatus::Pass, Timestamp::from_millis(at)));
+            e.observe_health(&live).unwrap();
+            e.observe_health(&HealthSignal::new(Track::Canary, Probe::Dependency("db".into()), ProbeStatus::Pass, Timestamp::from_millis(at))).unwrap();
             e.tick(Timestamp::from_millis(at));
             for ev in e.drain_events() {
                 prop_assert!(ev.action.is_none(), "{ev:?}");
@@ -254,7 +254,10 @@ proptest! {
                 }
                 3 => {
                     let status = if a % 2 == 0 { ProbeStatus::Fail } else { ProbeStatus::Pass };
-                    e.observe_health(&HealthSignal::new(track.clone(), Probe::Readiness, status, Timestamp::from_millis(at)));
+                    let before = serde_json::to_string(&e).unwrap();
+                    if e.observe_health(&HealthSignal::new(track.clone(), Probe::Readiness, status, Timestamp::from_millis(at))).is_err() {
+                        prop_assert_eq!(serde_json::to_string(&e).unwrap(), before);
+                    }
                     Measurement::NoData
                 }
                 _ => Measurement::NoData,

@@ -37,9 +37,11 @@ const DB: &str = r#"{"triggers": [{"kind":"dependencyFailure","id":"db","depende
 #[test]
 fn a_silent_canary_goes_stale_however_often_the_baseline_reports() {
     let mut e = engine(DB);
-    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 5));
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 5))
+        .unwrap();
     let stale_at = (10..=90).step_by(5).find(|s| {
-        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, *s));
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, *s))
+            .unwrap();
         e.tick(ts(*s));
         matches!(e.state("db"), Some(TriggerState::Stale { .. }))
     });
@@ -53,13 +55,16 @@ fn an_unknown_result_does_not_hide_a_later_pass() {
         "failureThreshold":3,"action":"hold"}]}"#,
     );
     for s in [5, 10, 15] {
-        e.observe_health(&readiness("a", ProbeStatus::Fail, s));
+        e.observe_health(&readiness("a", ProbeStatus::Fail, s))
+            .unwrap();
     }
     e.tick(ts(16));
     assert_eq!(e.current_action(), Some(Action::Hold));
     // Instance b's `unknown` at 20 s is listed before instance a's pass at 19 s.
-    e.observe_health(&readiness("b", ProbeStatus::Unknown, 20));
-    e.observe_health(&readiness("a", ProbeStatus::Pass, 19));
+    e.observe_health(&readiness("b", ProbeStatus::Unknown, 20))
+        .unwrap();
+    e.observe_health(&readiness("a", ProbeStatus::Pass, 19))
+        .unwrap();
     e.tick(ts(21));
     assert_eq!(e.current_action(), None, "{:?}", e.state("ready"));
 }
@@ -68,14 +73,19 @@ fn an_unknown_result_does_not_hide_a_later_pass() {
 fn a_gap_longer_than_stale_after_ends_a_dependency_check_s_streak() {
     let mut e = engine(DB);
     for s in [5, 10] {
-        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, s));
-        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, s))
+            .unwrap();
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s))
+            .unwrap();
         e.tick(ts(s));
     }
     e.tick(ts(100));
     let _ = actions(&mut e);
-    e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, 600));
-    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 600));
+    e.advance_clock(ts(600));
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, 600))
+        .unwrap();
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 600))
+        .unwrap();
     e.tick(ts(600));
     assert_eq!(
         actions(&mut e),
@@ -106,8 +116,10 @@ fn a_call_metric_of_latency_is_refused() {
 #[test]
 fn an_engine_fed_newer_baseline_or_unknown_results_resumes() {
     let mut e = engine(DB);
-    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 10));
-    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 11));
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 10))
+        .unwrap();
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 11))
+        .unwrap();
     let saved = serde_json::to_string(&e).unwrap();
     if let Err(err) = serde_json::from_str::<Engine>(&saved) {
         panic!("dependency: the engine's own snapshot is refused: {err}");
@@ -115,8 +127,10 @@ fn an_engine_fed_newer_baseline_or_unknown_results_resumes() {
 
     let mut e =
         engine(r#"{"triggers": [{"kind":"healthCheck","id":"ready","checkType":"readiness"}]}"#);
-    e.observe_health(&readiness("a", ProbeStatus::Pass, 10));
-    e.observe_health(&readiness("b", ProbeStatus::Unknown, 11));
+    e.observe_health(&readiness("a", ProbeStatus::Pass, 10))
+        .unwrap();
+    e.observe_health(&readiness("b", ProbeStatus::Unknown, 11))
+        .unwrap();
     let saved = serde_json::to_string(&e).unwrap();
     if let Err(err) = serde_json::from_str::<Engine>(&saved) {
         panic!("health check: the engine's own snapshot is refused: {err}");
@@ -137,8 +151,8 @@ fn a_baseline_probe_stamped_after_the_tick_still_resumes() {
             at(ms),
         )
     };
-    e.observe_health(&pg(Track::Canary, 10_000));
-    e.observe_health(&pg(Track::Stable, 10_400));
+    e.observe_health(&pg(Track::Canary, 10_000)).unwrap();
+    e.observe_health(&pg(Track::Stable, 10_400)).unwrap();
     e.tick(at(10_300));
     let saved = serde_json::to_string(&e).unwrap();
     if let Err(err) = serde_json::from_str::<Engine>(&saved) {
@@ -158,29 +172,37 @@ fn probe_results_stale_on_arrival_change_nothing() {
          "checkInterval":"5s"}
     ]}"#,
     );
-    e.observe_health(&readiness("canary-0", ProbeStatus::Pass, 95));
+    e.observe_health(&readiness("canary-0", ProbeStatus::Pass, 95))
+        .unwrap();
     e.tick(ts(100));
     // Results from 40 s and 45 s of an instance not heard from yet arrive only now.
-    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 40));
-    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 45));
+    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 40))
+        .unwrap();
+    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 45))
+        .unwrap();
     e.tick(ts(100));
     // One fresh failure of canary-1: one failure taken, not three.
-    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 100));
+    e.observe_health(&readiness("canary-1", ProbeStatus::Fail, 100))
+        .unwrap();
     e.tick(ts(100));
     assert_eq!(actions(&mut e), vec![], "state {:?}", e.state("ready"));
 
     // A dependency check (staleAfter 30 s) gone stale after both tracks passed at 70 s.
     let mut e = engine(DB);
-    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 70));
-    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 70));
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 70))
+        .unwrap();
+    e.observe_health(&postgres(Track::Canary, ProbeStatus::Pass, 70))
+        .unwrap();
     e.tick(ts(110));
     assert!(matches!(e.state("db"), Some(TriggerState::Stale { .. })));
     let _ = actions(&mut e);
     // The baseline passes at 110 s; the canary's failures from 72 s and 78 s arrive only
     // then, and one from 100 s (close enough to them to continue their streak).
-    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 110));
+    e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, 110))
+        .unwrap();
     for s in [72, 78, 100] {
-        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s));
+        e.observe_health(&postgres(Track::Canary, ProbeStatus::Fail, s))
+            .unwrap();
     }
     // Past the cooldown of the stale trigger's hold.
     e.tick(ts(115));

@@ -69,7 +69,7 @@ fn replay(s: &Scenario) -> Vec<Event> {
             engine.observe(o).unwrap();
         }
         for sig in &step.signals {
-            engine.observe_health(sig);
+            engine.observe_health(sig).unwrap();
         }
         engine.tick(Timestamp::from_millis(step.at));
         events.extend(engine.drain_events());

@@ -309,8 +309,9 @@ impl Runner {
     /// answers the events to record, the rollback reason if one fired, and whether one holds.
     ///
     /// An observation the engine cannot read (a source answering counts for a gauge's metric)
-    /// leaves every trigger on that metric and track without it. That is announced as a warning
-    /// anomaly the first time, because those triggers are blind until the source is fixed.
+    /// or refuses leaves every trigger on that metric and track without it. That is announced
+    /// as a warning anomaly the first time, because those triggers are blind until the source
+    /// is fixed.
     ///
     /// An arm that serves no traffic (the new version at 0%: paused at the start, at a first
     /// pause before any weight, or between steps at 0%; the old one once the new takes all
@@ -330,27 +331,32 @@ impl Runner {
         now: Timestamp,
     ) -> (Vec<EventKind>, Option<String>, bool) {
         let excuse = self.excuse(now);
+        // What was read is dated up to `now` (a health result up to when it was answered),
+        // however long ago the engine last ticked (a metrics window longer than a trigger's
+        // staleAfter, a restart): the engine refuses inputs further past its clock than that.
+        let read_by = now.max(self.now());
         let engine = &mut self.state.triggers;
+        engine.advance_clock(read_by);
         let config = engine.config();
         let mut kinds = Vec::new();
+        let mut refused = |e: serin_triggers::Error, what: String| {
+            let summary = format!("{e}; the triggers on {what} go without it");
+            tracing::warn!(deployment = %self.state.id, "{summary}");
+            if self.unreadable.insert(summary.clone()) {
+                kinds.push(EventKind::Anomaly {
+                    source: "rollback triggers".into(),
+                    severity: "warning".into(),
+                    summary,
+                });
+            }
+        };
         for (_, b, c) in &observed.metrics {
             for obs in [
                 relabel(b.clone(), Track::Stable),
                 relabel(c.clone(), Track::Canary),
             ] {
                 if let Err(e) = engine.observe(&obs) {
-                    let summary = format!(
-                        "{e}; the triggers on `{}` of `{}` go without it",
-                        obs.metric, obs.track
-                    );
-                    tracing::warn!(deployment = %self.state.id, "{summary}");
-                    if self.unreadable.insert(summary.clone()) {
-                        kinds.push(EventKind::Anomaly {
-                            source: "rollback triggers".into(),
-                            severity: "warning".into(),
-                            summary,
-                        });
-                    }
+                    refused(e, format!("`{}` of `{}`", obs.metric, obs.track));
                 }
             }
         }
@@ -361,7 +367,9 @@ impl Runner {
             for s in signals {
                 let mut s = s.clone();
                 s.track = label.clone();
-                engine.observe_health(&s);
+                if let Err(e) = engine.observe_health(&s) {
+                    refused(e, format!("the probes of `{}`", s.track));
+                }
             }
         }
         engine.tick(now);
