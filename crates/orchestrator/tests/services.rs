@@ -1,19 +1,22 @@
 //! Several target services in one run: the set is validated as a whole before anything moves,
 //! deployed group by group in the validator's rollout order (a group at the same time), and
-//! each deployment is validated against the fleet as the groups before it left it.
+//! each deployment is validated against the fleet as the groups before it left it. A set with
+//! a target whose deployment has not finished starts nothing.
 
 use std::sync::Arc;
 
 use serin_compat::matrix::Requires;
 use serin_compat::{Fleet, Matrix, Registry, Release, Rule, Selector, Validator};
 use serin_orchestrator::{
-    Clock, DeploymentConfig, Error, InMemoryJournal, InMemoryPlatform, Journal, Orchestrator,
-    Platform, ServiceBackends, StrategyKind,
+    Clock, DeploymentConfig, Error, InMemoryJournal, InMemoryPlatform, Journal, OnResume,
+    Orchestrator, Outcome, Platform, ServiceBackends, Stage, StrategyKind,
 };
 use serin_signals::{
     HealthSignal, InMemoryHealth, InMemorySource, Probe, ProbeStatus, Timestamp, Track,
 };
 use serin_traffic::InMemoryRouter;
+
+use crate::support;
 
 fn v(s: &str) -> semver::Version {
     semver::Version::parse(s).expect("test version")
@@ -241,4 +244,75 @@ async fn when_one_of_a_group_fails_the_others_finish_and_no_later_group_starts()
     let fleet = f.orchestrator.fleet().expect("fleet");
     assert_eq!(fleet.running("api"), [v("1.0.0")]);
     assert_eq!(fleet.running("cache"), [v("1.0.0")]);
+}
+
+/// The versions of `service` the platform runs.
+async fn running(f: &Fixture, service: &str) -> Vec<String> {
+    let tracks = f.platform.list().await.expect("list");
+    tracks
+        .into_iter()
+        .filter(|t| t.service == service)
+        .map(|t| t.version.to_string())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependent_is_not_deployed_over_an_unfinished_dependency() {
+    let f = fixture(Some(">=1.1.0"));
+    install(&f).await;
+    // db's deployment to 1.1.0 is watched after its promotion (all traffic on 1.1.0), and
+    // rolls back if it is resumed after a crash.
+    let mut db_alone =
+        DeploymentConfig::new(StrategyKind::BlueGreen, v("1.1.0"), &["db"]).expect("config");
+    db_alone.on_resume = OnResume::Rollback;
+    let h = f
+        .orchestrator
+        .start(&db_alone, "db")
+        .await
+        .expect("start db");
+    let db = h.id().to_owned();
+    support::until_stage(&h, Stage::Monitoring).await;
+    let deployments = f.journal.deployments().await.expect("journal").len();
+    let fleet = f.orchestrator.fleet();
+
+    // While it runs here, and once it is cut short (its lock kept), the run of api and db
+    // starts nothing: api 1.1.0 would run over a db that may yet roll back.
+    let refused = |err: Error| {
+        let Error::Conflict {
+            deployment, reason, ..
+        } = &err
+        else {
+            panic!("expected a conflict, got {err}");
+        };
+        assert_eq!(deployment, "db", "{err}");
+        assert!(reason.contains(&db), "{err}");
+    };
+    refused(f.orchestrator.run(&config()).await.expect_err("db runs"));
+    h.kill();
+    tokio::task::yield_now().await; // the killed executor's task ends
+    refused(
+        f.orchestrator
+            .run(&config())
+            .await
+            .expect_err("db is unfinished"),
+    );
+    let deployed = f.journal.deployments().await.expect("journal").len();
+    assert_eq!(deployed, deployments, "no deployment was started");
+    assert_eq!(f.orchestrator.fleet(), fleet);
+    assert_eq!(running(&f, "api").await, ["1.0.0"]);
+    let plans = f.orchestrator.plan(&config()).await.expect("plan");
+    for p in &plans {
+        assert!(p.steps[0].starts_with("start: REFUSED"), "{p}");
+        assert!(p.steps[0].contains(&db), "{p}");
+    }
+
+    // Resumed, db rolls back, and api still runs the version that works with db 1.0.0.
+    let back = f.orchestrator.resume(&db).await.expect("resume");
+    let back = back.wait().await.expect("report");
+    assert!(
+        matches!(back.outcome, Some(Outcome::RolledBack { .. })),
+        "{back}"
+    );
+    assert_eq!(running(&f, "db").await, ["1.0.0"]);
+    assert_eq!(running(&f, "api").await, ["1.0.0"]);
 }

@@ -438,11 +438,28 @@ impl Orchestrator {
     /// it starts, against the fleet the set was validated against, as the groups before it
     /// left it.
     ///
+    /// A run of several target services in which the start of any would be refused (a
+    /// deployment of it that has not finished, running here or cut short and holding the
+    /// platform's lock; its new track running already) is refused as a whole with
+    /// [`Error::Conflict`] naming that target and why, before anything moves: an unfinished
+    /// deployment may yet roll back, and a service that needs its new version must not be
+    /// deployed over it meanwhile.
+    ///
     /// An error (a deployment that cannot start, an executor that stops) is returned once every
     /// deployment of its group has ended; their reports stay in the journal.
     pub async fn run(&self, config: &DeploymentConfig) -> Result<Vec<Report>> {
         let mut out = Vec::new();
         let (groups, running) = self.rollout_groups(config).await?;
+        if let Some((service, why)) = self.run_refusal(config).await? {
+            return Err(Error::conflict(
+                "run",
+                service,
+                format!(
+                    "{why}; no target of the run ({}) starts until then",
+                    config.target_services.join(", ")
+                ),
+            ));
+        }
         if let (Some(v), Some(running)) = (&self.inner.validator, running) {
             // Each deployment is validated alone too, against the validator's fleet: it learns
             // what runs, or a service of a group would be checked against a version of another

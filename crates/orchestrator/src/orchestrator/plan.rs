@@ -166,8 +166,9 @@ impl Orchestrator {
     /// target of a set at the version the platform runs it (a set that no order lets through
     /// is marked blocked for every service), and a service whose deployment lock another
     /// deployment holds, or whose new track runs already, is marked refused, as
-    /// [`start`](Self::start) refuses it. Reads the router and the platform (the lock without
-    /// taking it); changes nothing.
+    /// [`start`](Self::start) refuses it; with several targets, every other one is marked
+    /// refused too, naming it, as the run then starts none of them. Reads the router and the
+    /// platform (the lock without taking it); changes nothing.
     pub async fn plan(&self, config: &DeploymentConfig) -> Result<Vec<DeploymentPlan>> {
         // As the run does: a set validated as a whole is validated alone, service by service,
         // against the fleet it was validated against.
@@ -178,6 +179,8 @@ impl Orchestrator {
             }
             Err(e) => return Err(e),
         };
+        // As the run does: one target's refused start refuses them all.
+        let run_refused = self.run_refusal(config).await?;
         let mut out = Vec::new();
         for service in &order {
             let (backends, from, to) = self.prepare(config, service).await?;
@@ -216,6 +219,9 @@ impl Orchestrator {
             }
             let limit = config.max_deployment_duration;
             if let Some(why) = self.start_refusal(service, &to.track, limit).await? {
+                steps.insert(0, format!("start: REFUSED — {why}"));
+            } else if let Some((other, why)) = &run_refused {
+                let why = format!("the run starts nothing, as {other}'s start is refused: {why}");
                 steps.insert(0, format!("start: REFUSED — {why}"));
             }
             // The pre-checks are the running version's: a first install has none, and a move
@@ -349,6 +355,31 @@ impl Orchestrator {
         Ok(out)
     }
 
+    /// Why a [`run`](Self::run) of several target services is refused before anything
+    /// moves: the first target, in the config's order, whose [`start`](Self::start) would be
+    /// refused (see [`start_refusal`](Self::start_refusal)), with the reason. A deployment of
+    /// a target that has not finished (one this orchestrator runs, or one cut short that holds
+    /// the platform's lock) may yet roll back: the run reads the version it deploys (a watched
+    /// new version has all traffic), so another target deployed meanwhile by the rollout
+    /// order could end up over a version of it that no longer runs. A run of one target is
+    /// refused by its start alone.
+    pub(crate) async fn run_refusal(
+        &self,
+        config: &DeploymentConfig,
+    ) -> Result<Option<(String, String)>> {
+        if config.target_services.len() < 2 {
+            return Ok(None);
+        }
+        let limit = config.max_deployment_duration;
+        for service in &config.target_services {
+            let (_, _, to) = self.prepare(config, service).await?;
+            if let Some(why) = self.start_refusal(service, &to.track, limit).await? {
+                return Ok(Some((service.clone(), why)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Why [`start`](Self::start) would refuse to deploy `service` as `track` before it
     /// changes anything, in the order it checks: a deployment of the service this orchestrator
     /// runs, the platform's deployment lock held by another deployment (one cut short that
@@ -361,16 +392,20 @@ impl Orchestrator {
         track: &Track,
         limit: Duration,
     ) -> Result<Option<String>> {
-        if crate::lock(&self.inner.locks).contains(service) {
-            return Ok(Some(format!(
-                "a deployment of {service} is running in this orchestrator: wait for it or \
-                 abort it"
-            )));
-        }
+        let running_here = crate::lock(&self.inner.locks).contains(service);
         let platform = self.inner.platform.as_ref();
         let doing = format!("reading the deployment lock of {service}");
         let holder =
             super::on_platform(platform, limit, &doing, platform.lock_holder(service)).await?;
+        if running_here {
+            // It holds the platform's lock too, once its start took it: named, so that the
+            // caller knows which deployment to wait for or abort.
+            let which = holder.map_or(String::new(), |h| format!(" (deployment {h})"));
+            return Ok(Some(format!(
+                "a deployment of {service} is running in this orchestrator{which}: wait for it \
+                 or abort it"
+            )));
+        }
         if let Some(holder) = holder {
             return Ok(Some(format!(
                 "deployment {holder} holds the lock of {service}: wait for it to end, or, if it \
