@@ -1,9 +1,11 @@
 //! Several target services in one run: the set is validated as a whole before anything moves,
 //! deployed group by group in the validator's rollout order (a group at the same time), and
 //! each deployment is validated against the fleet as the groups before it left it. A set with
-//! a target whose deployment has not finished starts nothing.
+//! a target whose deployment has not finished starts nothing, and a run dropped before it
+//! returns rolls back the deployments it started.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serin_compat::matrix::Requires;
 use serin_compat::{Fleet, Matrix, Registry, Release, Rule, Selector, Validator};
@@ -315,4 +317,63 @@ async fn a_dependent_is_not_deployed_over_an_unfinished_dependency() {
     );
     assert_eq!(running(&f, "db").await, ["1.0.0"]);
     assert_eq!(running(&f, "api").await, ["1.0.0"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_run_rolls_back_the_deployments_it_started() {
+    let f = fixture(Some(">=1.1.0"));
+    install(&f).await;
+    // The caller gives up on the run after a minute (a timeout, a select! on Ctrl-C), while db,
+    // the first group, is under way.
+    let all = config();
+    let gave_up = tokio::time::timeout(Duration::from_secs(60), f.orchestrator.run(&all)).await;
+    assert!(
+        gave_up.is_err(),
+        "the run is still under way after a minute"
+    );
+    let deployments = f.journal.deployments().await.expect("journal");
+    let started: Vec<&String> = deployments
+        .iter()
+        .filter(|d| d.contains("-1.1.0-"))
+        .collect();
+    let [db] = started.as_slice() else {
+        panic!("db alone started: {started:?}");
+    };
+    assert!(db.starts_with("db-"), "{db}");
+
+    // db's deployment ends as an operator's abort ends it: rolled back, 1.0.0 serving.
+    let report = support::bounded("db's deployment", async {
+        loop {
+            let status = f.orchestrator.status(db).await.expect("status");
+            if status.outcome.is_some() {
+                return f.orchestrator.report(db).await.expect("report");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .await;
+    let Some(Outcome::RolledBack { reason }) = &report.outcome else {
+        panic!("{report}");
+    };
+    assert!(reason.contains("aborted"), "{reason}");
+    assert_eq!(running(&f, "db").await, ["1.0.0"]);
+    assert_eq!(running(&f, "api").await, ["1.0.0"]);
+    assert!(
+        f.orchestrator
+            .unfinished()
+            .await
+            .expect("unfinished")
+            .is_empty()
+    );
+
+    // Nothing is left holding the services: the run goes through when asked again.
+    let reports = f.orchestrator.run(&all).await.expect("run");
+    let done: Vec<(&str, bool)> = reports
+        .iter()
+        .map(|r| {
+            let ok = r.outcome.as_ref().is_some_and(|o| o.is_success());
+            (r.service.as_str(), ok)
+        })
+        .collect();
+    assert_eq!(done, [("db", true), ("api", true)]);
 }

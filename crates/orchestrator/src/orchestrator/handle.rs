@@ -50,6 +50,13 @@ impl Status {
 }
 
 /// Operates one running deployment.
+///
+/// The deployment runs in a task of its own: dropping its handle neither stops nor aborts
+/// it, and it goes on to its end, journalled and announced as ever (its report is then read
+/// with [`Orchestrator::report`](super::Orchestrator::report)). Nothing in this process can
+/// operate it any more, though: while it runs here, [`resume`](super::Orchestrator::resume)
+/// and [`abandon`](super::Orchestrator::abandon) refuse it. Keep the handle to promote,
+/// pause or abort it.
 pub struct DeploymentHandle {
     pub(super) id: String,
     pub(super) commands: mpsc::UnboundedSender<(Operation, oneshot::Sender<Result<()>>)>,
@@ -126,10 +133,25 @@ impl DeploymentHandle {
     }
 
     /// Waits for the end and returns the report.
-    pub async fn wait(self) -> Result<Report> {
-        self.task
+    pub async fn wait(mut self) -> Result<Report> {
+        self.finished().await
+    }
+
+    /// [`wait`](Self::wait), keeping the handle: a caller dropped while it waits still holds
+    /// it (see [`abort_unheard`](Self::abort_unheard)).
+    pub(super) async fn finished(&mut self) -> Result<Report> {
+        (&mut self.task)
             .await
             .map_err(|e| Error::conflict("wait", &self.id, format!("the executor stopped: {e}")))?
+    }
+
+    /// Asks the deployment to [`abort`](Self::abort) without waiting for its answer: for a
+    /// caller that is being dropped and cannot wait. A deployment over or rolling back
+    /// refuses it, as it refuses any abort.
+    pub(super) fn abort_unheard(&self) {
+        let (reply, _) = oneshot::channel();
+        // Fails only once the executor has ended: there is nothing left to abort.
+        let _ = self.commands.send((Operation::Abort, reply));
     }
 
     /// Stops the executor where it stands, without rolling back — what a crash does. The
@@ -148,5 +170,19 @@ pub(super) struct LockGuard {
 impl Drop for LockGuard {
     fn drop(&mut self) {
         lock(&self.inner.locks).remove(&self.service);
+    }
+}
+
+/// The deployments a [`run`](super::Orchestrator::run) started and has not seen end, in the
+/// order it started them. Dropped with the run (a timeout, a `select!` that chose another
+/// branch), it aborts each: their handles go with the run, and nothing could stop them then.
+#[derive(Default)]
+pub(super) struct Unwaited(pub(super) std::collections::VecDeque<DeploymentHandle>);
+
+impl Drop for Unwaited {
+    fn drop(&mut self) {
+        for handle in &self.0 {
+            handle.abort_unheard();
+        }
     }
 }

@@ -8,8 +8,8 @@ mod rollback;
 
 pub(crate) use builder::Inner;
 pub use builder::{Clock, OrchestratorBuilder, ServiceBackends, SpecFn};
-use handle::LockGuard;
 pub use handle::{DeploymentHandle, Status};
+use handle::{LockGuard, Unwaited};
 pub use plan::DeploymentPlan;
 
 use std::fmt;
@@ -447,6 +447,15 @@ impl Orchestrator {
     ///
     /// An error (a deployment that cannot start, an executor that stops) is returned once every
     /// deployment of its group has ended; their reports stay in the journal.
+    ///
+    /// Dropping the run before it returns (a timeout, a `select!` on Ctrl-C) aborts every
+    /// deployment it started that has not ended, as [`DeploymentHandle::abort`] does: each
+    /// rolls back (or, before any change, ends as failed) in its own task, journalled and
+    /// announced, its report in the journal; no later group starts. Without that, nothing
+    /// could stop them: their handles go with the run, and [`resume`](Self::resume) and
+    /// [`abandon`](Self::abandon) refuse a deployment this orchestrator runs. A deployment
+    /// whose start was under way when the run was dropped may be left cut short, to be resumed
+    /// or abandoned.
     pub async fn run(&self, config: &DeploymentConfig) -> Result<Vec<Report>> {
         let mut out = Vec::new();
         let (groups, running) = self.rollout_groups(config).await?;
@@ -470,11 +479,12 @@ impl Orchestrator {
             }
         }
         for group in groups {
-            let mut handles = Vec::new();
+            // Dropped with the run, it aborts the deployments that have not ended.
+            let mut unwaited = Unwaited::default();
             let mut refused = None;
             for service in &group {
                 match self.start(config, service).await {
-                    Ok(handle) => handles.push(handle),
+                    Ok(handle) => unwaited.0.push_back(handle),
                     Err(e) => {
                         refused = Some(e);
                         break;
@@ -483,11 +493,12 @@ impl Orchestrator {
             }
             // Each deployment runs in its own task: waiting for them in turn waits for all.
             let mut failed = None;
-            for handle in handles {
-                match handle.wait().await {
+            while let Some(handle) = unwaited.0.front_mut() {
+                match handle.finished().await {
                     Ok(report) => out.push(report),
                     Err(e) => failed = failed.or(Some(e)),
                 }
+                unwaited.0.pop_front();
             }
             if let Some(e) = refused.or(failed) {
                 return Err(e);
