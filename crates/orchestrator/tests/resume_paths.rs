@@ -4,7 +4,8 @@
 //! failed repeat of the last record, or by `onResume: rollback`) is journalled and announced
 //! like one an uninterrupted run begins, and a failed repeat without `rollbackOnError` ends the
 //! deployment as failed; every journalled event reaches subscribers even when its record's
-//! effects fail.
+//! effects fail. A finished deployment resumed after its success was journalled counts in the
+//! fleet that later deployments are validated against.
 
 use crate::support;
 
@@ -12,13 +13,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serin_compat::matrix::OneMinorAtATime;
+use serin_compat::{Fleet, Matrix, Registry, Release, Rule, Validator};
 use serin_orchestrator::{
     DeploymentConfig, DeploymentHandle, Effect, Event, EventKind, InMemoryPlatform, OnResume,
     Outcome, Phase, Record, Report, Stage, Status, TrafficStrategyKind,
 };
 use serin_signals::Track;
 use serin_traffic::{InMemoryRouter, TrafficRouter, TrafficSplit};
-use support::{World, blue_green_config, canary_config, drain, resume_to_end};
+use support::{
+    Fault, Faulty, SERVICE, World, blue_green_config, bounded, canary_config, drain, resume_to_end,
+    run_to_end, v,
+};
 
 fn records_of(world: &World, id: &str) -> Vec<Record> {
     world
@@ -451,5 +457,61 @@ async fn a_canary_entered_at_0_percent_announces_it_when_resumed_before_announci
         support::weights(&resumed.timeline),
         support::weights(&reference.timeline),
         "{resumed}"
+    );
+}
+
+/// The service at 1.0.0, 1.1.0 and 1.2.0, moving one minor version at a time: 1.2.0 goes
+/// only over 1.1.0.
+fn one_minor_at_a_time() -> Validator {
+    let mut registry = Registry::new();
+    for version in ["1.0.0", "1.1.0", "1.2.0"] {
+        registry
+            .add_release(SERVICE, Release::new(v(version)))
+            .expect("release");
+    }
+    let rule = Rule::OneMinorAtATime(OneMinorAtATime {
+        id: Some("one-minor".into()),
+        service: SERVICE.into(),
+    });
+    let matrix = Matrix::new(vec![rule], &registry).expect("matrix");
+    Validator::new(registry, matrix).expect("validator")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_finished_deployment_counts_in_the_fleet_later_ones_are_validated_against() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    // The final record of 1.1.0's deployment is written, and its append never answers: a
+    // crash right after the write.
+    let journal = Faulty::new(&world, Fault::Stall, |r| r.state.outcome.is_some());
+    let o = world
+        .builder(journal.clone())
+        .validator(
+            one_minor_at_a_time(),
+            Fleet::new().with(SERVICE, v("1.0.0")),
+        )
+        .build();
+    let config = blue_green_config("1.1.0", TrafficStrategyKind::Immediate);
+    let h = o.start(&config, SERVICE).await.expect("start");
+    let id = h.id().to_owned();
+    bounded("the deployment", h.wait())
+        .await
+        .expect_err("its last append never answers");
+    assert!(journal.fired());
+
+    let report = resume_to_end(&o, &id).await;
+    assert!(
+        report.outcome.as_ref().is_some_and(Outcome::is_success),
+        "{report}"
+    );
+    assert_eq!(o.fleet().expect("fleet").running(SERVICE), [v("1.1.0")]);
+    // 1.2.0 goes over the 1.1.0 that runs: not blocked as if 1.0.0 still ran.
+    let next = run_to_end(
+        &o,
+        &blue_green_config("1.2.0", TrafficStrategyKind::Immediate),
+    )
+    .await;
+    assert!(
+        next.outcome.as_ref().is_some_and(Outcome::is_success),
+        "{next}"
     );
 }

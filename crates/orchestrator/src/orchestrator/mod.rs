@@ -611,7 +611,8 @@ impl Orchestrator {
     /// either way. Then it continues, or, when the config says `onResume: rollback`, starts a
     /// rollback, journalled and announced like an operator's abort. Resuming a finished
     /// deployment only announces its final events again (a crash may have come between
-    /// writing and announcing them), frees the platform's deployment lock if its end could
+    /// writing and announcing them), records a success's version in the validator's fleet
+    /// (see [`fleet`](Self::fleet)), frees the platform's deployment lock if its end could
     /// not (an anomaly in its report says so), and returns its report; it touches no split.
     ///
     /// Events: a record's events are announced once its effects were carried out, and the

@@ -375,6 +375,10 @@ impl Runner {
             // A finished deployment's last record carries no effects (`finish` journals them
             // in a record of their own), and the router may be another deployment's by now.
             self.emit(&last.events).await;
+            // The end may have been journalled without `finish` learning it (a crash right
+            // after the write): a success is recorded here, or the validator would still
+            // check later deployments against the version it replaced.
+            self.record_success();
             return Ok(());
         }
         let mut effects = Vec::with_capacity(last.effects.len() + 1);
@@ -888,17 +892,23 @@ impl Runner {
         kinds.push(EventKind::PhaseChanged {
             phase: Phase::Finished,
         });
-        let succeeded = outcome.is_success();
         self.state.stage = Stage::Done;
         // An operator's pause has nothing left to hold once the deployment is over; a
         // finished status that still said paused would ask for a resume that can do nothing.
         self.state.paused = false;
         self.state.outcome = Some(outcome);
         self.commit(Vec::new(), kinds).await?;
+        self.record_success();
+        Ok(())
+    }
+
+    /// Records the new version in the validator's fleet, as what runs, once the deployment's
+    /// success is journalled: later deployments are validated against it.
+    fn record_success(&self) {
+        let succeeded = self.state.outcome.as_ref().is_some_and(Outcome::is_success);
         if succeeded && let Some(v) = &self.inner.validator {
             v.record(&self.state.service, vec![self.state.to.version.clone()]);
         }
-        Ok(())
     }
 
     async fn enter(
