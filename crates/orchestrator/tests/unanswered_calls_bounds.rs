@@ -3,7 +3,9 @@
 //! by `maxDeploymentDuration` under paused time: one that never answers is dropped, and a
 //! deployment's pre-check cut short fails it with nothing changed, at its deadline or at once
 //! on an operator's abort. A deployment lock taken by a call that did not answer in time is
-//! not left held, and a start refused after its first record is journalled as failed.
+//! not left held, and a start refused after its first record is journalled as failed; freeing
+//! that lock is given a short bound of its own, and a lock it does not free is named in the
+//! refused start's end.
 //!
 //! So are the calls that carry a deployment's decisions out (bringing a track up, scaling it,
 //! applying a split, retiring a track): by the deadline while it runs, by
@@ -25,9 +27,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_orchestrator::{
-    DeploymentHandle, Effect, Error, InMemoryJournal, InMemoryPlatform, Journal, Orchestrator,
-    OrchestratorBuilder, Outcome, Platform, Record, Report, Result, ServiceBackends, Stage,
-    TrackSpec, TrackStatus,
+    DeploymentHandle, Effect, Error, EventKind, InMemoryJournal, InMemoryPlatform, Journal,
+    Orchestrator, OrchestratorBuilder, Outcome, Platform, Record, Report, Result, ServiceBackends,
+    Stage, TrackSpec, TrackStatus,
 };
 use serin_signals::Track;
 use serin_traffic::{Capabilities, InMemoryRouter, TrafficRouter, TrafficSplit};
@@ -386,6 +388,56 @@ async fn a_status_of_the_new_track_that_never_answers_refuses_the_start_and_free
         "status of web/canary",
     )
     .await;
+    lock_for_another(&s.world).await.expect("the lock is freed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_platform_that_stops_answering_refuses_the_start_soon_after_the_bound() {
+    let s = setup(true).await;
+    s.platform.stall.cue("lock");
+    s.platform.stall.cue("unlock");
+    let records = s.world.journal.len();
+    let began = tokio::time::Instant::now();
+    let started = bounded("the start", s.o.start(&canary_within(MAX), SERVICE)).await;
+    let e = started.expect_err("a start whose lock never answered");
+    timed_out(&e, "platform `hanging`", "lock");
+    // The lock's bound, and a short one for freeing it: not a second `maxDeploymentDuration`.
+    let took = began.elapsed();
+    assert!(
+        took >= MAX && took <= MAX + Duration::from_secs(60),
+        "{took:?}"
+    );
+    assert!(s.o.unfinished().await.expect("unfinished").is_empty());
+
+    // The deployment's end says the lock may still be held, and which resume frees it.
+    let all = s.world.journal.all();
+    assert_eq!(all.len(), records + 2, "the first record and the end");
+    let end = all.last().expect("records");
+    let id = end.deployment.clone();
+    let Some(Outcome::Failed { reason }) = &end.state.outcome else {
+        panic!("{:?}", end.state);
+    };
+    assert!(reason.contains("lock"), "{reason}");
+    let report = s.o.report(&id).await.expect("report");
+    let anomalies: Vec<&String> = report
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Anomaly { summary, .. } => Some(summary),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(anomalies.as_slice(), [a] if a.contains("may still be held")
+            && a.contains(&format!("resume deployment {id}"))),
+        "{report}"
+    );
+    assert!(
+        lock_for_another(&s.world).await.is_err(),
+        "the lock was taken"
+    );
+    // Once the platform answers again, that resume frees it.
+    resume_to_end(&s.world.orchestrator(), &id).await;
     lock_for_another(&s.world).await.expect("the lock is freed");
 }
 

@@ -312,7 +312,9 @@ impl Orchestrator {
     /// Each call it makes into the router and the platform, and the journal's listing of the
     /// deployments, is given the config's `maxDeploymentDuration` to answer: one that does not
     /// refuses the start with [`Error::Timeout`] naming it, and any deployment lock it took
-    /// is freed.
+    /// is freed. Freeing it is given 30 s more (`maxDeploymentDuration` if shorter), not a
+    /// whole `maxDeploymentDuration` again; a lock not freed by then is named in the
+    /// deployment's end, an anomaly in its report naming the deployment whose resume frees it.
     ///
     /// The deployment's first record is journalled before the platform's deployment lock of
     /// the service is taken, so that a crash between the two leaves a deployment to
@@ -407,12 +409,13 @@ impl Orchestrator {
         };
         first.commit(Vec::new(), kinds).await?;
         let platform = self.inner.platform.as_ref();
-        if let Err(e) = claim(platform, service, &to.track, &first.state.id, limit).await {
+        if let Err(refused) = claim(platform, service, &to.track, &first.state.id, limit).await {
+            let Refused { error, lock_left } = *refused;
             // Journalled as failed, or it would be found unfinished.
-            if let Err(j) = first.refused(e.to_string()).await {
+            if let Err(j) = first.refused(error.to_string(), lock_left).await {
                 tracing::warn!(deployment = %first.state.id, "journalling the refused start failed: {j}");
             }
-            return Err(e);
+            return Err(error);
         }
         runner_state = first.state.clone();
         let seq = first.seq;
@@ -892,61 +895,105 @@ async fn lock_within(
     on_platform(platform, limit, &doing, platform.lock(service, holder)).await
 }
 
+/// A start refused by [`claim`], right after its first record: why, and, when the deployment
+/// lock it took (or may have taken) could not be freed, why not.
+struct Refused {
+    error: Error,
+    lock_left: Option<Error>,
+}
+
+impl From<Error> for Box<Refused> {
+    fn from(error: Error) -> Self {
+        Box::new(Refused {
+            error,
+            lock_left: None,
+        })
+    }
+}
+
+/// How long freeing the deployment lock of a refused start is given at most. The refusal
+/// mostly comes from a call that had a whole `maxDeploymentDuration` already (one that did not
+/// answer): a second one for the clean-up would have the start take twice its bound.
+const CLEAN_UP_LIMIT: Duration = Duration::from_secs(30);
+
 /// Takes the deployment lock of `service` for `holder`, a deployment that does not exist yet.
 /// A lock call dropped before it answered may have taken the lock (see [`Platform`]), so one
-/// that did not answer in time is freed: `holder` is new, so the lock, if taken, is no one
-/// else's, and freeing it frees nothing another holder holds.
+/// that did not answer in time is freed (see [`free_refused`]): `holder` is new, so the lock,
+/// if taken, is no one else's, and freeing it frees nothing another holder holds.
 async fn lock_new(
     platform: &dyn Platform,
     service: &str,
     holder: &str,
     limit: Duration,
-) -> Result<()> {
-    let locked = lock_within(platform, service, holder, limit).await;
-    if matches!(locked, Err(Error::Timeout { .. })) {
-        unlock_or_log(platform, service, holder, limit).await;
+) -> Result<(), Box<Refused>> {
+    match lock_within(platform, service, holder, limit).await {
+        Err(error @ Error::Timeout { .. }) => {
+            let lock_left = free_refused(platform, service, holder, limit).await;
+            Err(Box::new(Refused { error, lock_left }))
+        }
+        locked => Ok(locked?),
     }
-    locked
 }
 
 /// Takes the deployment lock of `service` for `holder`, a deployment just journalled, and
 /// checks that its new `track` does not run yet (any error but a timeout is a track that does
-/// not run; one that did not answer may run). The lock is freed when either fails.
+/// not run; one that did not answer may run). The lock is freed when either fails (see
+/// [`free_refused`]).
 async fn claim(
     platform: &dyn Platform,
     service: &str,
     track: &Track,
     holder: &str,
     limit: Duration,
-) -> Result<()> {
+) -> Result<(), Box<Refused>> {
     lock_new(platform, service, holder, limit)
         .await
-        .map_err(|e| match e {
-            Error::Conflict { reason, .. } => Error::conflict(
-                "run",
-                service,
-                format!("{reason}; resume it to finish it (or roll it back) first"),
-            ),
-            other => other,
+        .map_err(|mut refused| {
+            if let Error::Conflict { reason, .. } = &refused.error {
+                refused.error = Error::conflict(
+                    "run",
+                    service,
+                    format!("{reason}; resume it to finish it (or roll it back) first"),
+                );
+            }
+            refused
         })?;
-    match status_within(platform, service, track, limit).await {
-        Ok(st) => {
-            unlock_or_log(platform, service, holder, limit).await;
-            Err(Error::conflict(
-                "run",
-                service,
-                format!(
-                    "track {track} already runs {}: resume or finish the deployment that started it, or retire it",
-                    st.version
-                ),
-            ))
-        }
-        Err(e @ Error::Timeout { .. }) => {
-            unlock_or_log(platform, service, holder, limit).await;
-            Err(e)
-        }
-        Err(_) => Ok(()),
-    }
+    let error = match status_within(platform, service, track, limit).await {
+        Ok(st) => Error::conflict(
+            "run",
+            service,
+            format!(
+                "track {track} already runs {}: resume or finish the deployment that started it, or retire it",
+                st.version
+            ),
+        ),
+        Err(e @ Error::Timeout { .. }) => e,
+        Err(_) => return Ok(()),
+    };
+    let lock_left = free_refused(platform, service, holder, limit).await;
+    Err(Box::new(Refused { error, lock_left }))
+}
+
+/// Frees the deployment lock a refused start took, or may have taken, as [`unlock`] does but
+/// within [`CLEAN_UP_LIMIT`] (or `limit`, the start's `maxDeploymentDuration`, if shorter):
+/// why it could not, when it could not.
+async fn free_refused(
+    platform: &dyn Platform,
+    service: &str,
+    holder: &str,
+    limit: Duration,
+) -> Option<Error> {
+    let bound = limit.min(CLEAN_UP_LIMIT);
+    let why = format!(
+        "freeing the lock of a refused start is given {} after the call that refused it",
+        human(bound)
+    );
+    let freed = unlock_within(platform, service, holder, bound, why).await;
+    freed
+        .inspect_err(|e| {
+            tracing::warn!(deployment = %holder, "freeing the platform's deployment lock failed: {e}");
+        })
+        .err()
 }
 
 /// How many times in all the platform is asked to free a deployment lock.
@@ -967,6 +1014,18 @@ pub(crate) async fn unlock(
     holder: &str,
     limit: Duration,
 ) -> Result<()> {
+    let why = format!("maxDeploymentDuration ({}) ran out", human(limit));
+    unlock_within(platform, service, holder, limit, why).await
+}
+
+/// [`unlock`], all within `limit`, `why` it is the bound.
+async fn unlock_within(
+    platform: &dyn Platform,
+    service: &str,
+    holder: &str,
+    limit: Duration,
+    why: String,
+) -> Result<()> {
     let doing = format!("freeing the deployment lock of {service}");
     let retried = async {
         let mut backoff = UNLOCK_BACKOFF;
@@ -983,13 +1042,6 @@ pub(crate) async fn unlock(
         }
         platform.unlock(service, holder).await
     };
-    on_platform(platform, limit, &doing, retried).await
-}
-
-/// [`unlock`] for a start that gives up before its deployment began: nothing of it is
-/// journalled to record a failure in, so it is logged.
-async fn unlock_or_log(platform: &dyn Platform, service: &str, holder: &str, limit: Duration) {
-    if let Err(e) = unlock(platform, service, holder, limit).await {
-        tracing::warn!(deployment = %holder, "freeing the platform's deployment lock failed: {e}");
-    }
+    let who = format!("platform `{}`", platform.name());
+    bounded(&who, &doing, limit, why, retried).await
 }

@@ -832,11 +832,25 @@ impl Runner {
 
     /// Ends a deployment refused right after its first record (the service's lock held by
     /// another deployment, its new track already running) as failed with `reason`,
-    /// journalled and announced like any end, so that it is not found unfinished. It holds no
-    /// lock to free.
-    pub(crate) async fn refused(&mut self, reason: String) -> Result<()> {
-        self.finish(Outcome::Failed { reason }, Vec::new(), Vec::new())
-            .await
+    /// journalled and announced like any end, so that it is not found unfinished. The lock it
+    /// took, or may have taken, was freed by then, unless `lock_left` says why not: the end
+    /// then carries an anomaly, as [`free_lock`](Self::free_lock) records one, naming the
+    /// deployment whose resume frees it.
+    pub(crate) async fn refused(&mut self, reason: String, lock_left: Option<Error>) -> Result<()> {
+        let (service, id) = (&self.state.service, &self.state.id);
+        let kinds = lock_left.map(|e| {
+            lock_anomaly(format!(
+                "the deployment lock of {service} may still be held by this deployment, which \
+                 has ended, so every later deployment of {service} may be refused: freeing it \
+                 failed ({e}); resume deployment {id} to free it"
+            ))
+        });
+        self.finish(
+            Outcome::Failed { reason },
+            Vec::new(),
+            kinds.into_iter().collect(),
+        )
+        .await
     }
 
     /// Frees the platform's deployment lock of the service, the deployment having ended (see
@@ -855,12 +869,7 @@ impl Runner {
              ended, so every later deployment of {service} is refused: freeing it failed ({e}); \
              resume deployment {id} to free it"
         );
-        let kind = EventKind::Anomaly {
-            source: "platform".into(),
-            severity: "warning".into(),
-            summary,
-        };
-        self.commit(Vec::new(), vec![kind]).await
+        self.commit(Vec::new(), vec![lock_anomaly(summary)]).await
     }
 
     async fn finish(
@@ -1161,6 +1170,16 @@ impl Runner {
             phase: self.state.stage.phase(),
             action: format!("{field} ran out before promotion: rolling back"),
         }
+    }
+}
+
+/// The anomaly of a deployment lock the platform may still hold for a deployment that has
+/// ended: every later deployment of the service is refused until it is freed.
+fn lock_anomaly(summary: String) -> EventKind {
+    EventKind::Anomaly {
+        source: "platform".into(),
+        severity: "warning".into(),
+        summary,
     }
 }
 
