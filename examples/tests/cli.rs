@@ -138,6 +138,13 @@ fn sim(dir: &Path) -> Command {
     cmd
 }
 
+/// [`sim`] with the catalog `catalog.yaml` of `dir`.
+fn with_catalog(dir: &Path) -> Command {
+    let mut c = sim(dir);
+    c.args(["--catalog", "catalog.yaml"]);
+    c
+}
+
 /// `cmd` with `args` and `--output json`, exiting with `code`: what it printed.
 fn json_stdout(cmd: &mut Command, args: &[&str], code: i32) -> Vec<u8> {
     cmd.args(args)
@@ -1387,11 +1394,6 @@ fn an_upgrade_the_catalog_refuses_is_blocked_with_exit_3() {
         "SET lock_timeout = '1s'; ALTER TABLE t DROP COLUMN c",
     )
     .expect("write");
-    let with_catalog = |d: &Path| {
-        let mut c = sim(d);
-        c.args(["--catalog", "catalog.yaml"]);
-        c
-    };
     with_catalog(d)
         .args(["deploy", "--version", "1.0.0"])
         .assert()
@@ -1432,11 +1434,6 @@ fn rollback_refuses_a_version_whose_deployment_was_blocked() {
          rules:\n  - oneMinorAtATime: {service: demo}\n",
     )
     .expect("write");
-    let with_catalog = |d: &Path| {
-        let mut c = sim(d);
-        c.args(["--catalog", "catalog.yaml"]);
-        c
-    };
     with_catalog(d)
         .args(["deploy", "--version", "1.0.0"])
         .assert()

@@ -11,7 +11,7 @@ use serin_compat::matrix::Requires;
 use serin_compat::{Fleet, Matrix, Registry, Release, Rule, Selector, Validator};
 use serin_orchestrator::{
     Clock, DeploymentConfig, Error, InMemoryJournal, InMemoryPlatform, Journal, OnResume,
-    Orchestrator, Outcome, Platform, ServiceBackends, Stage, StrategyKind,
+    Orchestrator, Outcome, Platform, Report, ServiceBackends, Stage, StrategyKind,
 };
 use serin_signals::{
     HealthSignal, InMemoryHealth, InMemorySource, Probe, ProbeStatus, Timestamp, Track,
@@ -112,13 +112,7 @@ async fn a_dependency_is_deployed_first_and_the_next_validation_sees_it() {
     }
 
     let reports = f.orchestrator.run(&config()).await.expect("run");
-    let done: Vec<(&str, bool)> = reports
-        .iter()
-        .map(|r| {
-            let ok = r.outcome.as_ref().is_some_and(|o| o.is_success());
-            (r.service.as_str(), ok)
-        })
-        .collect();
+    let done = succeeded(&reports);
     assert_eq!(done, [("db", true), ("api", true)]);
     assert!(reports[0].last_at > reports[0].started_at);
     assert!(
@@ -224,13 +218,7 @@ async fn when_one_of_a_group_fails_the_others_finish_and_no_later_group_starts()
     let all = DeploymentConfig::new(StrategyKind::BlueGreen, v("1.1.0"), &["api", "db", "cache"])
         .expect("config");
     let reports = f.orchestrator.run(&all).await.expect("run");
-    let mut done: Vec<(&str, bool)> = reports
-        .iter()
-        .map(|r| {
-            let ok = r.outcome.as_ref().is_some_and(|o| o.is_success());
-            (r.service.as_str(), ok)
-        })
-        .collect();
+    let mut done = succeeded(&reports);
     // db and cache form the first group; api, which needs the new db, never starts.
     done.sort_unstable();
     assert_eq!(done, [("cache", false), ("db", true)]);
@@ -368,12 +356,17 @@ async fn a_dropped_run_rolls_back_the_deployments_it_started() {
 
     // Nothing is left holding the services: the run goes through when asked again.
     let reports = f.orchestrator.run(&all).await.expect("run");
-    let done: Vec<(&str, bool)> = reports
+    let done = succeeded(&reports);
+    assert_eq!(done, [("db", true), ("api", true)]);
+}
+
+/// Each report's service, and whether its deployment succeeded, in the order of the reports.
+fn succeeded(reports: &[Report]) -> Vec<(&str, bool)> {
+    reports
         .iter()
         .map(|r| {
             let ok = r.outcome.as_ref().is_some_and(|o| o.is_success());
             (r.service.as_str(), ok)
         })
-        .collect();
-    assert_eq!(done, [("db", true), ("api", true)]);
+        .collect()
 }
