@@ -29,7 +29,11 @@
 //!   ([`LogRotation`]).
 //! - [`ProxiedPlatform`]: a [`ProcessPlatform`] with the proxy kept in step with it, for the
 //!   orchestrator: ready instances join the proxy, and a retired track leaves it and drains
-//!   before its processes stop (the example below does the same by hand).
+//!   before its processes stop (the example below does the same by hand). Its readiness
+//!   gating counts as Kubernetes does: an instance the proxy routes to leaves it only after
+//!   `failureThreshold` reads in a row found it unready (3 by default), so one slow probe does
+//!   not empty a track, and joins it again at the first read that finds it ready; a dead
+//!   instance leaves at once.
 //! - [`HttpHealth`]: HTTP readiness/liveness/dependency probes as a
 //!   [`HealthSource`](serin_signals::HealthSource), set by hand or following what a platform
 //!   runs ([`HttpHealth::spawn_refresh`]), so that health-check triggers have results.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serin_orchestrator::{Error, Platform, TrackSpec, TrackStatus};
-use serin_signals::Track;
+use serin_signals::{ProbeStatus, Track};
 
 use crate::process::ProcessPlatform;
 use crate::proxy::ProxyRouter;
@@ -20,6 +20,20 @@ use crate::proxy::ProxyRouter;
 /// each pass of [`sync`](ProxiedPlatform::sync) — and retires a track in the only order that
 /// drops nothing: take the track's instances out of the proxy, wait until no request is in
 /// flight on them (at most the drain the retire is given), and only then stop the processes.
+///
+/// **Readiness, as Kubernetes counts it.** One readiness check that fails (a probe that timed
+/// out during a pause of the collector, a burst of load) says little about an instance that
+/// still runs: taking it out of the proxy at once would answer every request of a track with
+/// one instance with a 503 until the next read. So, as the kubelet removes a pod from its
+/// Service only after `failureThreshold` failed probes in a row (3 by default) and adds it
+/// back after one that passes, an instance the proxy routes to stays there until that many
+/// reads in a row found it unready
+/// ([`with_failure_threshold`](ProxiedPlatform::with_failure_threshold)), and joins it again
+/// at the first read that finds it ready. An instance that died (its liveness failed: the
+/// process exited) leaves at once, and one never yet found ready is not given to the proxy.
+/// The status the wrapper answers is the platform's, unchanged: a track that
+/// [`wait_ready`](serin_orchestrator::wait_ready) finds all ready is, from that read, all in
+/// the proxy, so a switch the orchestrator makes then finds every instance routed.
 ///
 /// A status read that started before a bring-up or retire of the same track is never given to
 /// the proxy after it (each track carries a generation number), so a retired track cannot come
@@ -59,6 +73,8 @@ pub struct ProxiedPlatform<P = ProcessPlatform> {
     router: ProxyRouter,
     /// The longest a scale-down waits for the leaving instances' requests.
     drain: Duration,
+    /// How many reads in a row must find a routed instance unready before it leaves the proxy.
+    failure_threshold: u32,
     /// The service the proxy fronts, once a call has named it.
     service: OnceLock<String>,
     tracks: Mutex<BTreeMap<String, TrackState>>,
@@ -74,12 +90,60 @@ struct TrackState {
     retired: bool,
     /// Instances a scale-down is draining: withheld from the proxy until they are stopped.
     leaving: BTreeSet<SocketAddr>,
+    /// What the reads so far say of each running instance's place in the proxy.
+    readiness: BTreeMap<SocketAddr, Readiness>,
     /// Held for the whole of a bring-up, scale or retire of the track, so they run one at a time.
     turn: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// One instance's place in the proxy, as its readiness reads so far decide it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Readiness {
+    /// Given to the proxy: found ready, and not unready at enough reads in a row since.
+    listed: bool,
+    /// Reads in a row that found it alive but unready.
+    failures: u32,
+}
+
+impl TrackState {
+    /// Counts the readiness of each instance of `status` (a fresh read) and answers the
+    /// addresses to give the proxy, in the status's order: the listed instances, which are the
+    /// ready ones and those alive but unready at fewer than `failure_threshold` reads in a
+    /// row. Instances no longer running are forgotten.
+    fn follow(&mut self, status: &TrackStatus, failure_threshold: u32) -> Vec<SocketAddr> {
+        let mut read = BTreeMap::new();
+        let mut listed = Vec::new();
+        for i in &status.instances {
+            let Some(addr) = i.address else { continue };
+            let mut r = self.readiness.get(&addr).copied().unwrap_or_default();
+            if i.is_ready() {
+                r = Readiness {
+                    listed: true,
+                    failures: 0,
+                };
+            } else if i.liveness == ProbeStatus::Fail {
+                // Dead: it will not answer again, so waiting for more reads only fails requests.
+                r = Readiness::default();
+            } else {
+                r.failures = r.failures.saturating_add(1);
+                r.listed &= r.failures < failure_threshold;
+            }
+            if r.listed {
+                listed.push(addr);
+            }
+            read.insert(addr, r);
+        }
+        self.readiness = read;
+        listed
+    }
+}
+
 /// How long a scale-down waits, by default, for the leaving instances' requests to finish.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+/// How many reads in a row must find a routed instance unready, by default, before it leaves
+/// the proxy: the kubelet's default `failureThreshold`.
+const DEFAULT_FAILURE_THRESHOLD: u32 = 3;
 
 impl<P: Platform> ProxiedPlatform<P> {
     /// Wraps `platform` so that `router` follows it.
@@ -88,6 +152,7 @@ impl<P: Platform> ProxiedPlatform<P> {
             platform,
             router,
             drain: DEFAULT_DRAIN,
+            failure_threshold: DEFAULT_FAILURE_THRESHOLD,
             service: OnceLock::new(),
             tracks: Mutex::new(BTreeMap::new()),
         }
@@ -98,6 +163,23 @@ impl<P: Platform> ProxiedPlatform<P> {
     pub fn with_drain_timeout(mut self, drain: Duration) -> Self {
         self.drain = drain;
         self
+    }
+
+    /// With another count of reads in a row that must find an instance the proxy routes to
+    /// unready before it leaves the proxy (default 3, as Kubernetes' `failureThreshold`); 1
+    /// takes it out at the first. An instance that died leaves at once whatever the count.
+    /// Refused unless at least 1, naming `proxiedPlatform.failureThreshold`.
+    pub fn with_failure_threshold(mut self, reads: u32) -> crate::Result<Self> {
+        if reads == 0 {
+            return Err(crate::Error::invalid(
+                "proxiedPlatform.failureThreshold",
+                reads,
+                "must be at least 1 (1 takes an instance out of the proxy at its first \
+                 failed readiness read)",
+            ));
+        }
+        self.failure_threshold = reads;
+        Ok(self)
     }
 
     /// The wrapped platform.
@@ -143,24 +225,25 @@ impl<P: Platform> ProxiedPlatform<P> {
         self.tracks().get(track).map_or(0, |t| t.generation)
     }
 
-    /// Gives the proxy the ready instances of `status` (but those a scale-down is draining),
-    /// unless the track was brought up, retired or scaled down since `generation` was read, or
-    /// is retired.
+    /// Counts the readiness read in `status` and gives the proxy the instances it lists (see
+    /// [`TrackState::follow`]; but those a scale-down is draining), unless the track was
+    /// brought up, retired or scaled down since `generation` was read, or is retired.
     fn offer(&self, status: &TrackStatus, generation: u64) {
-        let tracks = self.tracks();
+        let mut tracks = self.tracks();
         let name = status.track.as_str();
-        match tracks.get(name) {
-            None if generation == 0 => self.router.sync_track(status),
-            Some(t) if t.generation == generation && !t.retired => {
-                let ready: Vec<SocketAddr> = status
-                    .ready_addresses()
-                    .into_iter()
-                    .filter(|a| !t.leaving.contains(a))
-                    .collect();
-                self.router.set_endpoints(name, &ready);
-            }
-            _ => {}
+        let fresh = tracks.get(name).map_or(generation == 0, |t| {
+            t.generation == generation && !t.retired
+        });
+        if !fresh {
+            return;
         }
+        let t = tracks.entry(name.to_owned()).or_default();
+        let listed: Vec<SocketAddr> = t
+            .follow(status, self.failure_threshold)
+            .into_iter()
+            .filter(|a| !t.leaving.contains(a))
+            .collect();
+        self.router.set_endpoints(name, &listed);
     }
 
     /// Takes `leaving` out of the proxy's instances of `track` and withholds them until
@@ -302,6 +385,8 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
             let t = tracks.entry(spec.track().to_string()).or_default();
             t.generation += 1;
             t.retired = false;
+            // New instances: none is listed before a read finds it ready.
+            t.readiness.clear();
             t.generation
         };
         let status = self.platform.bring_up(spec).await?;
@@ -379,6 +464,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
             let t = tracks.entry(track.to_string()).or_default();
             t.generation += 1;
             t.retired = true;
+            t.readiness.clear();
             let endpoints = self.router.endpoints(track.as_str());
             self.router.set_endpoints(track.as_str(), &[]);
             endpoints
@@ -577,6 +663,69 @@ mod tests {
         async fn list(&self) -> Result<Vec<TrackStatus>> {
             self.running.list().await
         }
+    }
+
+    /// A routed instance found unready stays in the proxy until as many reads in a row as the
+    /// failure threshold found it so, and is back at the first read that finds it ready; one
+    /// never found ready is not given to the proxy, and a dead one leaves at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_routed_instance_leaves_the_proxy_after_failure_threshold_unready_reads() {
+        let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let (a, b) = (addr(10_041), addr(10_042));
+        let running = Running::default().with("web", Track::Green, a);
+        running.0.lock().unwrap()[0].instances.push(
+            InstanceStatus::new("green-1", ProbeStatus::Fail, ProbeStatus::Pass).with_address(b),
+        );
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        let proxied = ProxiedPlatform::new(running, router.clone());
+        let set = |at: usize, readiness, liveness| {
+            let i = &mut proxied.inner().0.lock().unwrap()[0].instances[at];
+            (i.readiness, i.liveness) = (readiness, liveness);
+        };
+        let read = || async {
+            proxied.status("web", &Track::Green).await.unwrap();
+            router.endpoints("green")
+        };
+        assert_eq!(read().await, [a], "green-1 was never ready");
+        set(0, ProbeStatus::Fail, ProbeStatus::Pass);
+        assert_eq!(read().await, [a], "one unready read");
+        assert_eq!(read().await, [a], "two unready reads");
+        set(0, ProbeStatus::Pass, ProbeStatus::Pass);
+        assert_eq!(read().await, [a], "a ready read starts the count again");
+        set(0, ProbeStatus::Fail, ProbeStatus::Pass);
+        read().await;
+        read().await;
+        assert_eq!(read().await, [], "three unready reads in a row");
+        set(0, ProbeStatus::Pass, ProbeStatus::Pass);
+        set(1, ProbeStatus::Pass, ProbeStatus::Pass);
+        assert_eq!(read().await, [a, b], "ready again at the first ready read");
+        set(0, ProbeStatus::Fail, ProbeStatus::Fail);
+        assert_eq!(read().await, [b], "a dead instance leaves at once");
+        router.shutdown();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_failure_threshold_is_at_least_one() {
+        let a = SocketAddr::from(([127, 0, 0, 1], 10_043));
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        let running = || Running::default().with("web", Track::Green, a);
+        let err = ProxiedPlatform::new(running(), router.clone())
+            .with_failure_threshold(0)
+            .err()
+            .expect("a threshold of 0 is refused")
+            .to_string();
+        assert!(
+            err.contains("proxiedPlatform.failureThreshold") && err.contains("`0`"),
+            "{err}"
+        );
+        let proxied = ProxiedPlatform::new(running(), router.clone())
+            .with_failure_threshold(1)
+            .unwrap();
+        proxied.status("web", &Track::Green).await.unwrap();
+        proxied.inner().0.lock().unwrap()[0].instances[0].readiness = ProbeStatus::Fail;
+        proxied.status("web", &Track::Green).await.unwrap();
+        assert!(router.endpoints("green").is_empty(), "1 withholds at once");
+        router.shutdown();
     }
 
     /// A scale-down drains the instance the platform stops (an unready one before the newest

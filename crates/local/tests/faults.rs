@@ -1,5 +1,5 @@
-//! Fault tests: an instance that crashes, hangs or refuses connections; a readiness path that
-//! never turns green; a port already in use; a platform gone without stopping its instances; a
+//! Fault tests: an instance that crashes, hangs, pauses through a readiness probe or refuses
+//! connections; a readiness path that never turns green; a port already in use; a platform gone without stopping its instances; a
 //! drain timeout too long for the clock; a client that never finishes its headers; an instance
 //! that writes far more output than its log may hold.
 //! Each gets a clear error or event, and no request that another ready instance could serve is
@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::StatusCode;
-use serin_local::{Error, ProcessConfig, ProcessPlatform, ProxyConfig, ProxyRouter};
+use serin_local::{
+    Error, ProcessConfig, ProcessPlatform, ProxiedPlatform, ProxyConfig, ProxyRouter,
+};
 use serin_orchestrator::{Platform, wait_ready};
 use serin_signals::{Metric, MetricQuery, MetricsSource, ProbeStatus, Timestamp, Track, Window};
 use serin_traffic::{TrafficRouter, TrafficSplit};
@@ -1041,5 +1043,87 @@ async fn a_stop_cut_short_still_ends_what_a_wrapper_started() {
     assert!(
         p.status("web", &Track::Blue).await.is_err(),
         "the track is gone"
+    );
+}
+
+/// The process of the instance `instance` listening on `port`, found by its environment.
+#[cfg(target_os = "linux")]
+fn pid_of(instance: &str, port: u16) -> nix::unistd::Pid {
+    let want = [format!("INSTANCE={instance}"), format!("PORT={port}")];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = env
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        if want.iter().all(|w| vars.contains(w)) {
+            return nix::unistd::Pid::from_raw(pid);
+        }
+    }
+    panic!("no process for {instance} on {port}");
+}
+
+/// An instance that pauses through one readiness probe (a collector pause, a CPU spike), so
+/// that the probe times out, keeps its place in the proxy: it answers again at once, and a
+/// track whose only instance it is must not answer 503 until a later read finds it ready.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_readiness_probe_does_not_take_the_only_instance_out() {
+    use nix::sys::signal::{Signal, kill};
+    let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+    let proxied = Arc::new(ProxiedPlatform::new(platform("slow-probe"), router.clone()));
+    proxied
+        .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 1))
+        .await
+        .unwrap();
+    let status = wait_ready(
+        &*proxied,
+        "web",
+        &Track::Stable,
+        POLL,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let addr = status.ready_addresses()[0];
+    router
+        .apply(&TrafficSplit::all_to("stable", &[]).unwrap())
+        .await
+        .unwrap();
+    let proxy = router.local_addr();
+    assert_eq!(get(proxy, "/", &[]).await.0, StatusCode::OK);
+
+    // Paused for 400 ms while one sync pass probes it (the probe gives up after 300 ms).
+    let pid = pid_of("stable-0", addr.port());
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let pass = tokio::spawn({
+        let proxied = proxied.clone();
+        async move { proxied.sync().await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    kill(pid, Signal::SIGCONT).unwrap();
+    pass.await.unwrap();
+    assert_eq!(
+        get(addr, "/", &[]).await.0,
+        StatusCode::OK,
+        "answers directly"
+    );
+
+    let (through_proxy, _, body) = get(proxy, "/", &[]).await;
+    proxied
+        .retire("web", &Track::Stable, Duration::ZERO)
+        .await
+        .unwrap();
+    router.shutdown();
+    let _ = std::fs::remove_dir_all(test_dir("slow-probe"));
+    assert_eq!(
+        through_proxy,
+        StatusCode::OK,
+        "one timed-out readiness probe emptied the track: {body:?}"
     );
 }
