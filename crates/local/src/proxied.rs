@@ -56,7 +56,9 @@ use crate::proxy::ProxyRouter;
 /// their in-flight requests finish (at most the
 /// [drain timeout](ProxiedPlatform::with_drain_timeout)); only then does the platform stop them.
 /// One that dies or goes unready during that drain is then the platform's choice, and is
-/// drained as well before the platform is asked to scale; one it no longer chooses goes back.
+/// drained as well before the platform is asked to scale; one it no longer chooses goes back
+/// to the proxy at once, before the new choice drains, so the track keeps the instances it
+/// keeps in the proxy throughout.
 ///
 /// **One service.** The proxy names its backends by track alone (`green`), so it fronts one
 /// service: two services' `green` tracks would overwrite each other's instances. The wrapper
@@ -274,23 +276,37 @@ impl<P: Platform> ProxiedPlatform<P> {
         t.generation
     }
 
-    /// Takes `leaving`, the instances a scale-down of `track` to `instances` stops as the
+    /// Takes `chosen`, the instances a scale-down of `track` to `instances` stops as the
     /// platform's status showed them, out of the proxy and waits until nothing is in flight on
-    /// them (at most the drain timeout). One that died or went unready meanwhile is the
-    /// platform's choice by now: it is drained too, and one no longer chosen goes back to the
-    /// proxy. Answers what is still withheld, for [`left`](Self::left).
+    /// them (at most the drain timeout). The platform's choice is then read again: one that
+    /// died or went unready meanwhile is the platform's choice by now, and is drained too; one
+    /// no longer chosen goes back to the proxy at once, before that drain (a healthy instance
+    /// the scale-down keeps must not wait out another's drain withheld, leaving the track with
+    /// nothing in the proxy). A choice that keeps changing (an instance whose readiness comes
+    /// and goes) is read again at most `passes` times (the track's instance count: enough for
+    /// its instances to die one after another), then the last one drained stands. Answers what
+    /// is withheld, all drained: the choice to stop, for [`left`](Self::left).
     async fn drain_leaving(
         &self,
         service: &str,
         track: &Track,
         instances: u32,
-        mut leaving: Vec<SocketAddr>,
+        mut chosen: Vec<SocketAddr>,
+        passes: usize,
     ) -> Vec<SocketAddr> {
         let name = track.as_str();
-        let mut draining = leaving.clone();
-        // Each pass drains instances no earlier pass drained, so this ends.
-        while !draining.is_empty() {
+        let mut withheld: Vec<SocketAddr> = Vec::new();
+        for pass in 1..=passes.max(1) {
+            let draining: Vec<SocketAddr> = chosen
+                .iter()
+                .filter(|a| !withheld.contains(a))
+                .copied()
+                .collect();
+            if draining.is_empty() {
+                break;
+            }
             self.leave(name, &draining);
+            withheld.extend(&draining);
             if !self.router.wait_drained(&draining, self.drain).await {
                 tracing::warn!(
                     track = %name,
@@ -298,30 +314,26 @@ impl<P: Platform> ProxiedPlatform<P> {
                     "requests still in flight on instances being removed; stopping them anyway"
                 );
             }
+            // Here `withheld` is `chosen`, all drained: what stands if nothing changes.
+            if pass == passes {
+                break;
+            }
             let Ok(now) = self.platform.status(service, track).await else {
                 break;
             };
-            let chosen = leaving_at(&now, instances);
-            draining = chosen
+            chosen = leaving_at(&now, instances);
+            let back: Vec<SocketAddr> = withheld
                 .iter()
-                .filter(|a| !leaving.contains(a))
+                .filter(|a| !chosen.contains(a))
                 .copied()
                 .collect();
-            leaving.extend(&draining);
-            if draining.is_empty() {
-                let back: Vec<SocketAddr> = leaving
-                    .iter()
-                    .filter(|a| !chosen.contains(a))
-                    .copied()
-                    .collect();
-                if !back.is_empty() {
-                    let g = self.left(name, &back);
-                    self.offer(&now, g);
-                    leaving.retain(|a| chosen.contains(a));
-                }
+            if !back.is_empty() {
+                let g = self.left(name, &back);
+                self.offer(&now, g);
+                withheld.retain(|a| chosen.contains(a));
             }
         }
-        leaving
+        withheld
     }
 
     /// One pass over every track of the service the proxy fronts: instances that became ready or
@@ -424,12 +436,12 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         let _turn = self.turn(name).await;
         let g = self.generation(name);
         // Bad counts are the platform's to refuse, before anything leaves the proxy.
-        let leaving: Vec<SocketAddr> = if (1..=TrackSpec::MAX_INSTANCES).contains(&instances) {
+        let (leaving, passes) = if (1..=TrackSpec::MAX_INSTANCES).contains(&instances) {
             let before = self.platform.status(service, track).await?;
             self.bind(service)?;
-            leaving_at(&before, instances)
+            (leaving_at(&before, instances), before.instances.len())
         } else {
-            Vec::new()
+            (Vec::new(), 0)
         };
         if leaving.is_empty() {
             let status = self.platform.scale(service, track, instances).await?;
@@ -437,7 +449,9 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
             self.offer(&status, g);
             return Ok(status);
         }
-        let leaving = self.drain_leaving(service, track, instances, leaving).await;
+        let leaving = self
+            .drain_leaving(service, track, instances, leaving, passes)
+            .await;
         let scaled = self.platform.scale(service, track, instances).await;
         let g = self.left(name, &leaving);
         let status = scaled?;
@@ -663,6 +677,89 @@ mod tests {
         async fn list(&self) -> Result<Vec<TrackStatus>> {
             self.running.list().await
         }
+    }
+
+    /// A platform running what `running` holds whose first instance goes unready (alive,
+    /// readiness failing) at the `unready_at`th status read; it notes which instances the
+    /// proxy routes to at each read.
+    struct Flapping {
+        running: Running,
+        router: ProxyRouter,
+        reads: std::sync::atomic::AtomicUsize,
+        unready_at: usize,
+        routed_at_read: Mutex<Vec<Vec<SocketAddr>>>,
+    }
+
+    impl Flapping {
+        /// Two ready instances of `web`'s green track, and their addresses.
+        fn new(router: &ProxyRouter, unready_at: usize) -> (Self, SocketAddr, SocketAddr) {
+            let addr = |port| SocketAddr::from(([127, 0, 0, 1], port));
+            let (a, b) = (addr(10_031), addr(10_032));
+            let running = Running::default().with("web", Track::Green, a);
+            running.0.lock().unwrap()[0].instances.push(
+                InstanceStatus::new("green-1", ProbeStatus::Pass, ProbeStatus::Pass)
+                    .with_address(b),
+            );
+            let platform = Flapping {
+                running,
+                router: router.clone(),
+                reads: Default::default(),
+                unready_at,
+                routed_at_read: Mutex::default(),
+            };
+            (platform, a, b)
+        }
+    }
+
+    #[async_trait]
+    impl Platform for Flapping {
+        fn name(&self) -> &str {
+            "flapping"
+        }
+        async fn bring_up(&self, spec: &TrackSpec) -> Result<TrackStatus> {
+            self.running.bring_up(spec).await
+        }
+        async fn status(&self, service: &str, track: &Track) -> Result<TrackStatus> {
+            let read = 1 + self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let routed = self.router.endpoints(track.as_str());
+            self.routed_at_read.lock().unwrap().push(routed);
+            if read == self.unready_at {
+                self.running.0.lock().unwrap()[0].instances[0].readiness = ProbeStatus::Fail;
+            }
+            self.running.status(service, track).await
+        }
+        async fn scale(&self, service: &str, track: &Track, n: u32) -> Result<TrackStatus> {
+            self.running.scale(service, track, n).await
+        }
+        async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
+            self.running.retire(service, track, drain).await
+        }
+        async fn list(&self) -> Result<Vec<TrackStatus>> {
+            self.running.list().await
+        }
+    }
+
+    /// While a scale-down from two instances to one drains the newest, the oldest fails a
+    /// readiness read and becomes the platform's choice: the newest, which the scale-down now
+    /// keeps, is back in the proxy before the oldest leaves it, so the track is never without
+    /// an instance in the proxy.
+    #[tokio::test(start_paused = true)]
+    async fn a_scale_down_never_leaves_the_track_without_its_healthy_instance() {
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        // Read 1 gives the proxy both; read 2 chooses green-1; green-0 is unready at read 3.
+        let (platform, a, b) = Flapping::new(&router, 3);
+        let proxied = ProxiedPlatform::new(platform, router.clone());
+        proxied.status("web", &Track::Green).await.unwrap();
+        assert_eq!(router.endpoints("green"), [a, b]);
+        proxied.scale("web", &Track::Green, 1).await.unwrap();
+        // Read 1 came before the proxy had anything; every later one is mid-scale.
+        let seen = proxied.inner().routed_at_read.lock().unwrap()[1..].to_vec();
+        assert!(
+            seen.iter().all(|routed| !routed.is_empty()),
+            "the proxy routed to no instance of the track during the scale-down, while {b} \
+             (healthy, kept) ran; routed at each read: {seen:?}"
+        );
+        router.shutdown();
     }
 
     /// A routed instance found unready stays in the proxy until as many reads in a row as the
