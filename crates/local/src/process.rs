@@ -247,9 +247,10 @@ struct Running {
 ///   [`LogRotation`]): once the platform is gone, writing it fails with a broken pipe.
 /// - Scaling down stops exited instances first, then unready ones, then ready ones, newest
 ///   first within each (readiness checked then), as a Kubernetes ReplicaSet chooses; they are
-///   stopped at once. Behind the proxy, wrap the platform in a
-///   [`ProxiedPlatform`](crate::ProxiedPlatform): it takes them out of the proxy and waits for
-///   their in-flight requests before they are stopped.
+///   stopped at once. [`scale_down`](Platform::scale_down) stops the instances it names
+///   instead. Behind the proxy, wrap the platform in a
+///   [`ProxiedPlatform`](crate::ProxiedPlatform): it takes them out of the proxy, waits for
+///   their in-flight requests, and then has exactly those stopped by name.
 pub struct ProcessPlatform {
     config: ProcessConfig,
     tracks: Mutex<BTreeMap<TrackKey, Running>>,
@@ -583,6 +584,23 @@ impl ProcessPlatform {
         Ok((spec, out))
     }
 
+    /// Stops the instances of `key` named by `ids`, after checking them as
+    /// [`Platform::scale_down`] says (an unknown id, or all of them, stops nothing). Called
+    /// with the track's `scaling` turn held.
+    async fn stop_named(&self, key: &TrackKey, ids: &[String]) -> Result<()> {
+        let removed: Vec<Proc> = {
+            let mut tracks = self.running();
+            let r = tracks
+                .get_mut(key)
+                .ok_or_else(|| Error::not_found("track", key))?;
+            let running: Vec<&str> = r.procs.iter().map(|p| p.id.as_str()).collect();
+            serin_orchestrator::check_scale_down(key, &running, ids)?;
+            r.procs.extract_if(.., |p| ids.contains(&p.id)).collect()
+        };
+        self.stop(removed).await;
+        Ok(())
+    }
+
     async fn report(&self, key: &TrackKey) -> Result<TrackStatus> {
         let (spec, census) = self.census(key).await?;
         let mut checks = Vec::with_capacity(census.len());
@@ -750,23 +768,33 @@ impl Platform for ProcessPlatform {
             }
         } else if want < have {
             let now = self.report(&key).await?;
-            let doomed: Vec<&str> = now
+            let doomed: Vec<String> = now
                 .scale_down_choice(instances)
                 .into_iter()
-                .map(|i| i.id.as_str())
+                .map(|i| i.id.clone())
                 .collect();
-            let removed: Vec<Proc> = {
-                let mut tracks = self.running();
-                match tracks.get_mut(&key) {
-                    Some(r) => r
-                        .procs
-                        .extract_if(.., |p| doomed.contains(&p.id.as_str()))
-                        .collect(),
-                    None => return Err(Error::not_found("track", &key)),
-                }
-            };
-            self.stop(removed).await;
+            self.stop_named(&key, &doomed).await?;
         }
+        self.report(&key).await
+    }
+
+    /// Stops the instances named, at once: a caller that drained them first (a
+    /// [`ProxiedPlatform`](crate::ProxiedPlatform)) has them stopped and no other, whatever
+    /// their readiness now.
+    async fn scale_down(
+        &self,
+        service: &str,
+        track: &Track,
+        ids: &[String],
+    ) -> Result<TrackStatus> {
+        let key = TrackKey::new(service, track);
+        let scaling = self
+            .running()
+            .get(&key)
+            .map(|r| Arc::clone(&r.scaling))
+            .ok_or_else(|| Error::not_found("track", &key))?;
+        let _turn = scaling.lock().await;
+        self.stop_named(&key, ids).await?;
         self.report(&key).await
     }
 

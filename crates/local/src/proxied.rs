@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serin_orchestrator::{Error, Platform, TrackSpec, TrackStatus};
+use serin_orchestrator::{Error, InstanceStatus, Platform, TrackSpec, TrackStatus};
 use serin_signals::{ProbeStatus, Track};
 
 use crate::process::ProcessPlatform;
@@ -54,7 +54,10 @@ use crate::proxy::ProxyRouter;
 /// (dead ones first, then unready ones, then the newest ready ones, as the [`Platform`]
 /// contract says, judged by its status) leave the proxy first and are withheld from it while
 /// their in-flight requests finish (at most the
-/// [drain timeout](ProxiedPlatform::with_drain_timeout)); only then does the platform stop them.
+/// [drain timeout](ProxiedPlatform::with_drain_timeout)); only then does the platform stop them,
+/// named ([`Platform::scale_down`]): a scale by count would choose again on a read of the
+/// platform's own, and could stop an instance that went unready for a moment since, still in
+/// the proxy and undrained, while the drained one kept running withheld.
 /// One that dies or goes unready during that drain is then the platform's choice, and is
 /// drained as well before the platform is asked to scale; one it no longer chooses goes back
 /// to the proxy at once, before the new choice drains, so the track keeps the instances it
@@ -276,44 +279,49 @@ impl<P: Platform> ProxiedPlatform<P> {
         t.generation
     }
 
-    /// Takes `chosen`, the instances a scale-down of `track` to `instances` stops as the
-    /// platform's status showed them, out of the proxy and waits until nothing is in flight on
-    /// them (at most the drain timeout). The platform's choice is then read again: one that
+    /// Takes `draining` out of the proxy's instances of `track` (withheld until
+    /// [`left`](Self::left)) and waits until nothing is in flight on them, at most the drain
+    /// timeout.
+    async fn drain(&self, track: &str, draining: &[SocketAddr]) {
+        self.leave(track, draining);
+        if !self.router.wait_drained(draining, self.drain).await {
+            tracing::warn!(
+                track = %track,
+                drain = ?self.drain,
+                "requests still in flight on instances being removed; stopping them anyway"
+            );
+        }
+    }
+
+    /// Drains `chosen`, the instances a scale-down of `track` to `instances` stops as the
+    /// platform's status showed them. The platform's choice is then read again: one that
     /// died or went unready meanwhile is the platform's choice by now, and is drained too; one
     /// no longer chosen goes back to the proxy at once, before that drain (a healthy instance
     /// the scale-down keeps must not wait out another's drain withheld, leaving the track with
     /// nothing in the proxy). A choice that keeps changing (an instance whose readiness comes
     /// and goes) is read again at most `passes` times (the track's instance count: enough for
-    /// its instances to die one after another), then the last one drained stands. Answers what
-    /// is withheld, all drained: the choice to stop, for [`left`](Self::left).
+    /// its instances to die one after another), then the last one drained stands. Answers
+    /// that last choice, every instance of it drained and withheld: what to stop.
     async fn drain_leaving(
         &self,
         service: &str,
         track: &Track,
         instances: u32,
-        mut chosen: Vec<SocketAddr>,
+        mut chosen: Vec<InstanceStatus>,
         passes: usize,
-    ) -> Vec<SocketAddr> {
+    ) -> Vec<InstanceStatus> {
         let name = track.as_str();
         let mut withheld: Vec<SocketAddr> = Vec::new();
         for pass in 1..=passes.max(1) {
-            let draining: Vec<SocketAddr> = chosen
-                .iter()
+            let draining: Vec<SocketAddr> = addresses(&chosen)
+                .into_iter()
                 .filter(|a| !withheld.contains(a))
-                .copied()
                 .collect();
             if draining.is_empty() {
                 break;
             }
-            self.leave(name, &draining);
             withheld.extend(&draining);
-            if !self.router.wait_drained(&draining, self.drain).await {
-                tracing::warn!(
-                    track = %name,
-                    drain = ?self.drain,
-                    "requests still in flight on instances being removed; stopping them anyway"
-                );
-            }
+            self.drain(name, &draining).await;
             // Here `withheld` is `chosen`, all drained: what stands if nothing changes.
             if pass == passes {
                 break;
@@ -322,18 +330,36 @@ impl<P: Platform> ProxiedPlatform<P> {
                 break;
             };
             chosen = leaving_at(&now, instances);
+            let still = addresses(&chosen);
             let back: Vec<SocketAddr> = withheld
                 .iter()
-                .filter(|a| !chosen.contains(a))
+                .filter(|a| !still.contains(a))
                 .copied()
                 .collect();
             if !back.is_empty() {
                 let g = self.left(name, &back);
                 self.offer(&now, g);
-                withheld.retain(|a| chosen.contains(a));
+                withheld.retain(|a| still.contains(a));
             }
         }
-        withheld
+        chosen
+    }
+
+    /// Has the platform stop `leaving`, drained and withheld from the proxy, by name (so that
+    /// it stops those and no other), then stops withholding them and gives the proxy the
+    /// status the platform answers.
+    async fn stop(
+        &self,
+        service: &str,
+        track: &Track,
+        leaving: &[InstanceStatus],
+    ) -> serin_orchestrator::Result<TrackStatus> {
+        let ids: Vec<String> = leaving.iter().map(|i| i.id.clone()).collect();
+        let stopped = self.platform.scale_down(service, track, &ids).await;
+        let g = self.left(track.as_str(), &addresses(leaving));
+        let status = stopped?;
+        self.offer(&status, g);
+        Ok(status)
     }
 
     /// One pass over every track of the service the proxy fronts: instances that became ready or
@@ -374,13 +400,18 @@ impl<P: Platform + 'static> ProxiedPlatform<P> {
     }
 }
 
-/// The addresses of the instances of `status` that scaling it down to `instances` stops.
-fn leaving_at(status: &TrackStatus, instances: u32) -> Vec<SocketAddr> {
+/// The instances of `status` that scaling it down to `instances` stops.
+fn leaving_at(status: &TrackStatus, instances: u32) -> Vec<InstanceStatus> {
     status
         .scale_down_choice(instances)
         .into_iter()
-        .filter_map(|i| i.address)
+        .cloned()
         .collect()
+}
+
+/// The addresses of `instances` (those the proxy can route to).
+fn addresses(instances: &[InstanceStatus]) -> Vec<SocketAddr> {
+    instances.iter().filter_map(|i| i.address).collect()
 }
 
 #[async_trait]
@@ -424,7 +455,7 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
     /// status read). Scaling down first takes the instances to be removed — dead, then unready,
     /// then the newest ready ones in the platform's status — out of the proxy, waits until
     /// nothing is in flight on them (at most the drain timeout), and only then has the platform
-    /// stop them.
+    /// stop them, by name ([`scale_down`](Platform::scale_down)).
     async fn scale(
         &self,
         service: &str,
@@ -443,7 +474,8 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         } else {
             (Vec::new(), 0)
         };
-        if leaving.is_empty() {
+        // Nothing the proxy routes to leaves: the platform scales as it chooses.
+        if addresses(&leaving).is_empty() {
             let status = self.platform.scale(service, track, instances).await?;
             self.bind(service)?;
             self.offer(&status, g);
@@ -452,11 +484,34 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
         let leaving = self
             .drain_leaving(service, track, instances, leaving, passes)
             .await;
-        let scaled = self.platform.scale(service, track, instances).await;
-        let g = self.left(name, &leaving);
-        let status = scaled?;
-        self.offer(&status, g);
-        Ok(status)
+        self.stop(service, track, &leaving).await
+    }
+
+    /// Takes the instances named out of the proxy, waits until nothing is in flight on them (at
+    /// most the drain timeout), and only then has the platform stop them. Ids the platform
+    /// would refuse (see [`check_scale_down`](serin_orchestrator::check_scale_down)) are
+    /// refused before anything leaves the proxy.
+    async fn scale_down(
+        &self,
+        service: &str,
+        track: &Track,
+        ids: &[String],
+    ) -> serin_orchestrator::Result<TrackStatus> {
+        self.check(service)?;
+        let name = track.as_str();
+        let _turn = self.turn(name).await;
+        let before = self.platform.status(service, track).await?;
+        self.bind(service)?;
+        let running: Vec<&str> = before.instances.iter().map(|i| i.id.as_str()).collect();
+        serin_orchestrator::check_scale_down(&before.key(), &running, ids)?;
+        let leaving: Vec<InstanceStatus> = before
+            .instances
+            .iter()
+            .filter(|i| ids.contains(&i.id))
+            .cloned()
+            .collect();
+        self.drain(name, &addresses(&leaving)).await;
+        self.stop(service, track, &leaving).await
     }
 
     /// Takes the track out of the proxy, waits until nothing is in flight on it or `drain` has
@@ -681,13 +736,17 @@ mod tests {
 
     /// A platform running what `running` holds whose first instance goes unready (alive,
     /// readiness failing) at the `unready_at`th status read; it notes which instances the
-    /// proxy routes to at each read.
+    /// proxy routes to at each read, and, when it stops instances, which it stops and which
+    /// the proxy routes to then. Its scale chooses on a status read of its own, as
+    /// [`ProcessPlatform`] does.
     struct Flapping {
         running: Running,
         router: ProxyRouter,
         reads: std::sync::atomic::AtomicUsize,
         unready_at: usize,
         routed_at_read: Mutex<Vec<Vec<SocketAddr>>>,
+        routed_at_stop: Mutex<Vec<SocketAddr>>,
+        stopped: Mutex<Vec<SocketAddr>>,
     }
 
     impl Flapping {
@@ -706,6 +765,8 @@ mod tests {
                 reads: Default::default(),
                 unready_at,
                 routed_at_read: Mutex::default(),
+                routed_at_stop: Mutex::default(),
+                stopped: Mutex::default(),
             };
             (platform, a, b)
         }
@@ -729,7 +790,26 @@ mod tests {
             self.running.status(service, track).await
         }
         async fn scale(&self, service: &str, track: &Track, n: u32) -> Result<TrackStatus> {
-            self.running.scale(service, track, n).await
+            *self.routed_at_stop.lock().unwrap() = self.router.endpoints(track.as_str());
+            let now = self.status(service, track).await?;
+            *self.stopped.lock().unwrap() = addresses(&leaving_at(&now, n));
+            Ok(now)
+        }
+        async fn scale_down(
+            &self,
+            service: &str,
+            track: &Track,
+            ids: &[String],
+        ) -> Result<TrackStatus> {
+            *self.routed_at_stop.lock().unwrap() = self.router.endpoints(track.as_str());
+            let now = self.status(service, track).await?;
+            *self.stopped.lock().unwrap() = now
+                .instances
+                .iter()
+                .filter(|i| ids.contains(&i.id))
+                .filter_map(|i| i.address)
+                .collect();
+            Ok(now)
         }
         async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
             self.running.retire(service, track, drain).await
@@ -737,6 +817,30 @@ mod tests {
         async fn list(&self) -> Result<Vec<TrackStatus>> {
             self.running.list().await
         }
+    }
+
+    /// The drain's last read finds both instances ready and keeps the choice of the newest;
+    /// the oldest goes unready for one read just as the instances are stopped. The platform
+    /// stops the drained instance, out of the proxy, not the one now unready, which is still
+    /// routed and undrained.
+    #[tokio::test(start_paused = true)]
+    async fn a_scale_down_stops_only_an_instance_out_of_the_proxy() {
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        // Read 1 gives the proxy both; read 2 chooses green-1; read 3 (after the drain) agrees;
+        // green-0 is unready from read 4, when the platform stops instances.
+        let (platform, a, b) = Flapping::new(&router, 4);
+        let proxied = ProxiedPlatform::new(platform, router.clone());
+        proxied.status("web", &Track::Green).await.unwrap();
+        proxied.scale("web", &Track::Green, 1).await.unwrap();
+        let routed = proxied.inner().routed_at_stop.lock().unwrap().clone();
+        let stopped = proxied.inner().stopped.lock().unwrap().clone();
+        assert_eq!(routed, [a], "green-0 keeps its traffic while green-1 stops");
+        assert_eq!(
+            stopped,
+            [b],
+            "the platform stopped {stopped:?} while the proxy still routed to {routed:?}"
+        );
+        router.shutdown();
     }
 
     /// While a scale-down from two instances to one drains the newest, the oldest fails a

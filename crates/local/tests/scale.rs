@@ -169,6 +169,43 @@ async fn concurrent_scale_ups_to_one_count_end_at_it_with_ids_of_their_own() {
         .unwrap();
 }
 
+/// A scale-down of named instances stops those, though a scale to the same count would keep
+/// them (the oldest, ready): what a proxied platform that drained them relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_down_of_named_instances_stops_those_alone() {
+    let dir = std::env::temp_dir().join(format!("serin-local-scale-named-{}", std::process::id()));
+    let platform = ProcessPlatform::new(
+        ProcessConfig::new(dir)
+            .with_grace(Duration::from_secs(2))
+            .with_probe_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    platform
+        .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 2))
+        .await
+        .unwrap();
+    wait_ready(
+        &platform,
+        "web",
+        &Track::Stable,
+        POLL,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let status = platform
+        .scale_down("web", &Track::Stable, &["stable-0".to_owned()])
+        .await
+        .unwrap();
+    let ids: Vec<&str> = status.instances.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["stable-1"], "{status:?}");
+    assert!(status.all_ready(), "{status:?}");
+    platform
+        .retire("web", &Track::Stable, Duration::ZERO)
+        .await
+        .unwrap();
+}
+
 /// Scaling down stops a dead instance before any live one, as a Kubernetes ReplicaSet picks
 /// the pods to delete: a crashed instance is never kept in place of a healthy one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

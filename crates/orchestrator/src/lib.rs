@@ -160,7 +160,7 @@ pub use orchestrator::{
 pub use platform::testkit;
 pub use platform::{
     InMemoryPlatform, InstanceStatus, Platform, RESERVED_ENV, TrackKey, TrackSpec, TrackStatus,
-    wait_ready,
+    check_scale_down, wait_ready,
 };
 pub use report::{REPORT_SCHEMA_VERSION, Report};
 pub use run::Operation;

@@ -15,7 +15,8 @@ use crate::platform::status::{InstanceStatus, TrackStatus};
 /// A platform that only keeps books: instances exist as records that become ready after a set
 /// number of status checks, and can be made to die or never become ready. Scaling down stops
 /// dead instances first, then unready ones, then ready ones, newest first within each, as the
-/// [`Platform`] contract asks.
+/// [`Platform`] contract asks; [`scale_down`](Platform::scale_down) stops the instances it
+/// names.
 ///
 /// Always compiled and needing no runtime of its own, it is the platform of tests, examples and
 /// dry runs. It sleeps nowhere: [`retire`](Platform::retire) records the drain it was given
@@ -99,8 +100,8 @@ impl InMemoryPlatform {
         self
     }
 
-    /// Makes the next `bring_up`, `scale` or `retire` fail with [`Error::Platform`] and change
-    /// nothing.
+    /// Makes the next `bring_up`, `scale`, `scale_down` or `retire` fail with
+    /// [`Error::Platform`] and change nothing.
     pub fn fail_next(&self, reason: impl Into<String>) {
         self.state().fail_next = Some(reason.into());
     }
@@ -258,6 +259,28 @@ impl Platform for InMemoryPlatform {
         Ok(report(&key, running))
     }
 
+    async fn scale_down(
+        &self,
+        service: &str,
+        track: &Track,
+        ids: &[String],
+    ) -> Result<TrackStatus> {
+        let key = TrackKey::new(service, track);
+        let mut state = self.state();
+        let running = state
+            .tracks
+            .get(&key)
+            .ok_or_else(|| Error::not_found("track", &key))?;
+        let running: Vec<&str> = running.instances.iter().map(|i| i.id.as_str()).collect();
+        crate::platform::check_scale_down(&key, &running, ids)?;
+        self.take_failure(&mut state)?;
+        let Some(running) = state.tracks.get_mut(&key) else {
+            return Err(Error::not_found("track", &key));
+        };
+        running.instances.retain(|i| !ids.contains(&i.id));
+        Ok(report(&key, running))
+    }
+
     async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
         let key = TrackKey::new(service, track);
         let mut state = self.state();
@@ -397,6 +420,41 @@ mod tests {
         let ids: Vec<&str> = s.instances.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["green-1", "green-2", "green-3"]);
         assert!(s.dead_instance().is_none(), "{s:?}");
+    }
+
+    /// A scale-down of named instances stops those, whatever the platform's own choice would
+    /// be, and refuses an unknown one or stopping them all, changing nothing.
+    #[tokio::test]
+    async fn a_scale_down_of_named_instances_stops_those_alone() {
+        let names = |ids: &[&str]| -> Vec<String> { ids.iter().map(|&i| i.to_owned()).collect() };
+        let p = InMemoryPlatform::new();
+        p.bring_up(&spec(Track::Green, 3)).await.unwrap();
+        // The oldest ready one, which a scale to 2 would keep.
+        let s = p
+            .scale_down("web", &Track::Green, &names(&["green-0"]))
+            .await
+            .unwrap();
+        let ids: Vec<&str> = s.instances.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["green-1", "green-2"]);
+        let unknown = p
+            .scale_down("web", &Track::Green, &names(&["green-1", "green-9"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(unknown, Error::NotFound { .. }), "{unknown}");
+        assert!(unknown.to_string().contains("green-9"), "{unknown}");
+        let all = p
+            .scale_down("web", &Track::Green, &names(&["green-1", "green-2"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(all, Error::InvalidField { .. }), "{all}");
+        assert_eq!(
+            p.status("web", &Track::Green)
+                .await
+                .unwrap()
+                .instances
+                .len(),
+            2
+        );
     }
 
     /// A scale-down stops dead instances first, then unready ones, then ready ones, newest first

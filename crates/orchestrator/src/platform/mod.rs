@@ -35,6 +35,8 @@ pub use status::{InstanceStatus, TrackStatus};
 ///   picks the pods to delete: a crashed instance is never kept in place of a healthy one.
 ///   [`TrackStatus::scale_down_choice`] gives that choice from a status. Every built-in
 ///   platform (in-memory, process, simulated) does so, and the conformance suite checks it.
+/// - [`scale_down`](Platform::scale_down) stops the instances it names, and no other, or
+///   refuses (changing nothing) an id the track does not run and a call that would leave none.
 /// - [`retire`](Platform::retire) drains, then stops every instance; the track is then gone,
 ///   and a `bring_up` of it succeeds at once (blue-green alternates two tracks). The router has
 ///   already stopped sending the track new requests, so the drain lets those in flight finish:
@@ -59,10 +61,10 @@ pub use status::{InstanceStatus, TrackStatus};
 /// The suite measures the drain on `tokio::time`'s clock (the whole of it, unless the fixture
 /// says the platform ends it once nothing is in flight) and, with a fixture that can hold a
 /// request in flight, checks that the request is answered before the retire returns; it brings
-/// a retired track up again at once, orders the listing, holds the lock against a second holder
-/// while another service's lock stays free, reads its holder back and, with a fixture that can
-/// kill an instance, checks that the dead instance is reported dead, stays so and is the one a
-/// scale-down stops.
+/// a retired track up again at once, stops named instances and refuses unknown ones, orders
+/// the listing, holds the lock against a second holder while another service's lock stays
+/// free, reads its holder back and, with a fixture that can kill an instance, checks that the
+/// dead instance is reported dead, stays so and is the one a scale-down stops.
 ///
 /// The trait is object-safe; `Arc<T>` and `Box<T>` forward to `T`.
 #[async_trait]
@@ -78,6 +80,37 @@ pub trait Platform: Send + Sync {
 
     /// Runs `instances` instances of the track (1 ..= [`TrackSpec::MAX_INSTANCES`]).
     async fn scale(&self, service: &str, track: &Track, instances: u32) -> Result<TrackStatus>;
+
+    /// Stops the instances of the track named by `ids` (as its status names them), and no
+    /// other. A caller that has drained given instances (a wrapper that keeps a router in
+    /// step) stops them so: a [`scale`](Platform::scale) chooses on its own read of the
+    /// instances, which may differ from the caller's if one's readiness changed in between,
+    /// and would then stop an instance still routed and undrained. An id the track does not
+    /// run ([`Error::NotFound`]) or stopping every instance ([`Error::InvalidField`]; retire
+    /// the track to run none) is refused, changing nothing (see [`check_scale_down`]).
+    ///
+    /// The default, for a platform that can only scale by a count, reads the status and
+    /// scales to the count left: it stops the named instances when they are the platform's
+    /// own choice ([`TrackStatus::scale_down_choice`]) at its read, as they are for a caller
+    /// that chose them from a status read just before, but may stop others if the instances
+    /// changed in between. A platform that can stop given instances overrides it, as the
+    /// in-memory and process platforms do.
+    async fn scale_down(
+        &self,
+        service: &str,
+        track: &Track,
+        ids: &[String],
+    ) -> Result<TrackStatus> {
+        let status = self.status(service, track).await?;
+        let running: Vec<&str> = status.instances.iter().map(|i| i.id.as_str()).collect();
+        check_scale_down(&status.key(), &running, ids)?;
+        let left = running
+            .iter()
+            .filter(|id| !ids.iter().any(|s| s == *id))
+            .count();
+        self.scale(service, track, u32::try_from(left).unwrap_or(u32::MAX))
+            .await
+    }
 
     /// Waits until the track's in-flight requests have finished or `drain` has passed
     /// (the whole of `drain`, for a platform that cannot tell), then stops every instance of
@@ -142,6 +175,14 @@ macro_rules! forward_platform {
             ) -> Result<TrackStatus> {
                 (**self).scale(service, track, instances).await
             }
+            async fn scale_down(
+                &self,
+                service: &str,
+                track: &Track,
+                ids: &[String],
+            ) -> Result<TrackStatus> {
+                (**self).scale_down(service, track, ids).await
+            }
             async fn retire(&self, service: &str, track: &Track, drain: Duration) -> Result<()> {
                 (**self).retire(service, track, drain).await
             }
@@ -162,6 +203,25 @@ macro_rules! forward_platform {
 }
 
 forward_platform!(Arc, Box);
+
+/// Checks a [`scale_down`](Platform::scale_down) of the track `key`, whose instances are
+/// `running` (their ids), stopping `ids`: each must name one of them ([`Error::NotFound`]
+/// naming the instance otherwise), and one at least must be left ([`Error::InvalidField`]
+/// otherwise: retire the track to run none). A platform that implements `scale_down` refuses
+/// with it, before it stops anything.
+pub fn check_scale_down(key: &TrackKey, running: &[&str], ids: &[String]) -> Result<()> {
+    if let Some(unknown) = ids.iter().find(|id| !running.contains(&id.as_str())) {
+        return Err(Error::not_found("instance", format!("{key}/{unknown}")));
+    }
+    if running.iter().all(|id| ids.iter().any(|s| s == id)) {
+        return Err(Error::invalid(
+            "ids",
+            ids.join(","),
+            format!("would stop every instance of {key} (retire the track to run none)"),
+        ));
+    }
+    Ok(())
+}
 
 /// Asks `platform` for the track's status every `poll` until every instance is ready, and
 /// returns that status.

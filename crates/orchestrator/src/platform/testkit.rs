@@ -177,6 +177,7 @@ pub async fn check_all_with(platform: &dyn Platform, fixture: &dyn PlatformFixtu
     check_duplicate_refused(platform, &template).await;
     check_unknown_track_not_found(platform, &template).await;
     check_scale(platform, &template, ready_timeout).await;
+    check_scale_down(platform, &template, ready_timeout).await;
     retire_check(platform, &template, ready_timeout, fixture.waits_drain()).await;
     check_drain_lets_requests_finish(platform, fixture).await;
     check_dead_reported(platform, fixture).await;
@@ -485,6 +486,67 @@ pub async fn check_scale(platform: &dyn Platform, template: &TrackSpec, ready_ti
     }
     let two = ready(platform, &spec, ready_timeout).await;
     assert_eq!(two.instances.len(), 2, "{name}: two ready instances");
+    retire(platform, &spec).await;
+}
+
+/// A scale-down of named instances stops those and keeps the others under their ids; one that
+/// names an instance the track does not run, or every instance, is refused and changes
+/// nothing. The instance named is the one a [`scale`](Platform::scale) would stop, which a
+/// platform that scales by a count alone (the trait's default) stops as well: what a caller
+/// draining the platform's own choice relies on.
+pub async fn check_scale_down(
+    platform: &dyn Platform,
+    template: &TrackSpec,
+    ready_timeout: Duration,
+) {
+    let name = platform.name();
+    let spec = spec(template, "tk-scale-down", 3);
+    up(platform, &spec).await;
+    let three = ready(platform, &spec, ready_timeout).await;
+    let ids =
+        |s: &TrackStatus| -> Vec<String> { s.instances.iter().map(|i| i.id.clone()).collect() };
+    let stopping: Vec<String> = three
+        .scale_down_choice(2)
+        .into_iter()
+        .map(|i| i.id.clone())
+        .collect();
+    let kept: Vec<String> = ids(&three)
+        .into_iter()
+        .filter(|id| !stopping.contains(id))
+        .collect();
+    match platform
+        .scale_down(spec.service(), spec.track(), &stopping)
+        .await
+    {
+        Ok(s) => assert_eq!(
+            ids(&s),
+            kept,
+            "{name}: a scale-down of {stopping:?} must stop those alone"
+        ),
+        Err(e) => panic!("{name}: scale-down of {stopping:?} failed: {e}"),
+    }
+    let unknown = vec![format!("{}-nope", spec.track())];
+    let every = kept.clone();
+    for (refused, what) in [
+        (unknown, "an instance it does not run"),
+        (every, "every instance"),
+    ] {
+        let result = platform
+            .scale_down(spec.service(), spec.track(), &refused)
+            .await;
+        assert!(
+            result.is_err(),
+            "{name}: a scale-down of {what} ({refused:?}) must be refused; got {result:?}"
+        );
+        match platform.status(spec.service(), spec.track()).await {
+            Ok(s) => assert_eq!(
+                ids(&s),
+                kept,
+                "{name}: a refused scale-down of {what} must change nothing"
+            ),
+            Err(e) => panic!("{name}: status of {} failed: {e}", spec.key()),
+        }
+    }
     retire(platform, &spec).await;
 }
 
