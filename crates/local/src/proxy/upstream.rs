@@ -387,12 +387,15 @@ impl Endpoint {
     }
 
     /// Puts connection `id` back in the pool at once: it becomes ready (usable) by itself when
-    /// its response has been read in full, with no task to watch it.
+    /// its response has been read in full, with no task to watch it. Not into the pool of a
+    /// removed endpoint, checked with the pool locked: [`remove`](Self::remove) marks the
+    /// endpoint before it locks each pool to clear it, so a connection pushed before that
+    /// clear is cleared, and one that comes after sees the mark. Checked before taking the
+    /// lock, a removal between the check and the push would leave the connection pooled, open
+    /// to the removed instance until the idle timeout.
     fn recycle(&self, sender: SendRequest<Body>, id: u64, due: Arc<BodyDue>) {
-        if self.removed.load(Ordering::Acquire) {
-            return;
-        }
         if let Some(mut idle) = self.lock_idle()
+            && !self.removed.load(Ordering::SeqCst)
             && idle.len() < MAX_IDLE
         {
             idle.push(Pooled {
