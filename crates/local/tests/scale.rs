@@ -261,3 +261,47 @@ async fn scaling_down_stops_a_dead_instance_before_the_newest_live_one() {
         .await
         .unwrap();
 }
+
+/// An instance that sends its answer's head at once and its body `after` later.
+async fn body_after(after: Duration) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if support::read_head(&mut stream).await.is_empty() {
+                    return;
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab")
+                    .await;
+                sleep(after).await;
+                let _ = stream.write_all(b"cde").await;
+                let _ = stream.read(&mut [0u8; 1024]).await;
+            });
+        }
+    });
+    addr
+}
+
+/// An answer whose body is still streaming when its instance leaves the proxy is in flight
+/// until its body ends, and completes: a drain waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_answer_completes_after_its_instance_leaves_the_proxy() {
+    use http_body_util::BodyExt;
+    let instance = body_after(Duration::from_millis(300)).await;
+    let router = support::proxy(ProxyConfig::default(), instance, None).await;
+    let res = support::get_response(router.local_addr(), "shop", "/", &[]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    router.set_endpoints("stable", &[]);
+    assert_eq!(router.in_flight(instance), 1);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"abcde");
+    assert!(
+        router
+            .wait_drained(&[instance], Duration::from_secs(1))
+            .await
+    );
+    router.shutdown();
+}
