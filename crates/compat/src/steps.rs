@@ -348,8 +348,19 @@ impl<'a> Split<'a> {
             .unwrap_or(statements.len());
         let (before, from) = statements.split_at(first);
         let runs = |s: &&StatementReport| s.phase.is_some();
+        let mut expand: Vec<&StatementReport> = before.iter().filter(runs).collect();
+        // A transaction opened before the first contract statement is ended with the expand
+        // statements: applied without its `COMMIT`, they would hold their locks until the
+        // session ends and then be undone, while the new version is deployed expecting them.
+        let open = expand.iter().fold(false, |open, s| match bound(s) {
+            Some(opens) => opens,
+            None => open,
+        });
+        if open && let Some(end) = from.iter().filter(runs).find(|s| bound(s) == Some(false)) {
+            expand.push(end);
+        }
         Split {
-            expand: before.iter().filter(runs).collect(),
+            expand,
             contract: before
                 .iter()
                 .filter(|s| runs(s) && !changes(s))
@@ -455,6 +466,20 @@ fn changes(statement: &StatementReport) -> bool {
     ]
     .iter()
     .any(|k| first.eq_ignore_ascii_case(k))
+}
+
+/// Whether a statement opens a transaction (`Some(true)`: `BEGIN`, `START TRANSACTION`) or
+/// ends one (`Some(false)`: `COMMIT`, `END`, `ROLLBACK`, `ABORT`, but not `ROLLBACK TO` a
+/// savepoint, which keeps it open).
+fn bound(statement: &StatementReport) -> Option<bool> {
+    let mut words = statement.sql.split_whitespace();
+    let first = words.next().unwrap_or("").to_ascii_uppercase();
+    match first.as_str() {
+        "BEGIN" | "START" => Some(true),
+        "ROLLBACK" if words.next().is_some_and(|w| w.eq_ignore_ascii_case("TO")) => None,
+        "COMMIT" | "END" | "ROLLBACK" | "ABORT" => Some(false),
+        _ => None,
+    }
 }
 
 /// The numbers of `statements` that change something (`#2, #3`).

@@ -1048,3 +1048,43 @@ fn a_recipe_names_the_nearest_matching_release_and_its_direction() {
     );
     assert_eq!(db_recipe(api()), "deploy db 1.9.0 in the same change");
 }
+
+#[test]
+fn the_expand_step_of_a_migration_in_one_transaction_ends_the_transaction_it_opens() {
+    let mut reg = Registry::new();
+    reg.add_release("api", Release::new(v("1.0.0"))).unwrap();
+    reg.add_release(
+        "api",
+        Release::new(v("1.1.0")).with_migration(
+            "0012_email",
+            "BEGIN;\nSET LOCAL lock_timeout = '1s';\nALTER TABLE users ADD COLUMN email text;\n\
+             ALTER TABLE users DROP COLUMN legacy_mail;\nCOMMIT;",
+        ),
+    )
+    .unwrap();
+    let validator = Validator::new(reg, Matrix::default()).unwrap();
+    let fleet = Fleet::new().with("api", v("1.0.0"));
+    let result = validator
+        .validate(&fleet, &Proposal::new().with("api", v("1.1.0")))
+        .unwrap();
+    let text = |kind: StepKind| {
+        result
+            .steps
+            .iter()
+            .find(|s| s.kind == kind)
+            .map(|s| s.text.clone())
+            .unwrap_or_else(|| panic!("no {kind:?} step: {result}"))
+    };
+    // Without its COMMIT, the column added would stay locked, then be undone, while 1.1.0 is
+    // deployed expecting it.
+    assert_eq!(
+        text(StepKind::ExpandMigration),
+        "apply migration 0012_email (statements #1, #2, #3, #5) for 1.1.0 before deploying, \
+         with lock_timeout set"
+    );
+    assert_eq!(
+        text(StepKind::ContractMigration),
+        "once no version older than 1.1.0 runs, apply migration 0012_email statements #1, #2, \
+         #4, #5"
+    );
+}
