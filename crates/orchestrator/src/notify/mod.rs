@@ -946,4 +946,17 @@ mod tests {
             .to_string();
         assert!(!e.contains("tok3n"), "{e}");
     }
+
+    #[test]
+    fn a_url_written_with_backslashes_shows_no_token_in_its_label() {
+        // URL parsing reads `\` as `/` in an http(s) URL: the channel delivers to the path, so
+        // the label must cut it as it cuts one written with slashes.
+        let ch = ch(
+            r#"{"type":"webhook","destination":"https://hooks.example\\services\\T0\\B0\\tok3n"}"#,
+        );
+        let url = http_url("d", ch.destination.trim()).expect("a URL the channel delivers to");
+        assert_eq!(url.path(), "/services/T0/B0/tok3n");
+        let shown = label(&ch);
+        assert_eq!(shown, "webhook `https://hooks.example/***`");
+    }
 }
