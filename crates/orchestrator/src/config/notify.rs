@@ -75,12 +75,12 @@ impl NotificationChannel {
 /// `scheme://host/***` for a URL (user info dropped), `host/***` for one written without its
 /// scheme (a path or query follows the first word), the value itself otherwise.
 pub(crate) fn redact_url(value: &str) -> String {
-    // Without a scheme, `#` starts a Slack channel name rather than a fragment. With one, a
-    // `\\` ends the host too: URL parsing reads it as `/` in an http(s) URL, so the channel
-    // delivers to what follows it, and that is what must not be shown.
+    // Without a scheme, `#` starts a Slack channel name rather than a fragment. A `\\` ends
+    // the host too: URL parsing reads it as `/` in an http(s) URL, so the channel delivers to
+    // what follows it, and that is what must not be shown.
     let (scheme, rest, ends) = match value.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest, &['/', '?', '#', '\\'][..]),
-        None => (None, value, &['/', '?'][..]),
+        None => (None, value, &['/', '?', '\\'][..]),
     };
     let authority = rest.split(ends).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();

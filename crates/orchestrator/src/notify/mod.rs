@@ -676,7 +676,8 @@ fn is_schemeless_url(s: &str) -> bool {
     if s.contains("://") {
         return false;
     }
-    let Some(end) = s.find(['/', '?']) else {
+    // `\` ends the host too, as in a URL with its scheme (see `redact_url`).
+    let Some(end) = s.find(['/', '?', '\\']) else {
         return false;
     };
     is_host(&s[..end])
@@ -860,6 +861,7 @@ mod tests {
             "hooks.example.org:8443/h",
             "hooks.example.org?token=x",
             "localhost:8080/hook",
+            r"hooks.slack.com\services\T0\B0\x",
         ] {
             assert!(is_schemeless_url(url), "{url}");
         }
@@ -958,5 +960,11 @@ mod tests {
         assert_eq!(url.path(), "/services/T0/B0/tok3n");
         let shown = label(&ch);
         assert_eq!(shown, "webhook `https://hooks.example/***`");
+        // Without its scheme it is refused as a URL, not taken as a channel name that would
+        // carry the token to Slack, and the refusal cuts it at its host.
+        let e = refuse_url_as_name("destination", r"hooks.slack.com\services\T0\B0\tok3n")
+            .expect_err("a URL without its scheme")
+            .to_string();
+        assert!(e.contains("hooks.slack.com/***") && !e.contains("tok3n"), "{e}");
     }
 }
