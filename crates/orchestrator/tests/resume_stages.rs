@@ -11,16 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serin_canary::controller::Action;
+use serin_compat::steps::StepKind;
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
-    BackupProvider, DeploymentConfig, Effect, EventKind, InMemoryBackup, InMemoryPlatform,
-    InMemoryStepRunner, Journal, OnResume, Orchestrator, Outcome, Platform, Record, Report, Stage,
-    StepStatus, StrategyKind, TrafficStrategyKind,
+    BackupProvider, DeploymentConfig, Effect, EventKind, InFlight, InMemoryBackup,
+    InMemoryPlatform, InMemoryStepRunner, Journal, OnResume, Orchestrator, Outcome, Platform,
+    Record, Report, Stage, StepStatus, StrategyKind, TrafficStrategyKind,
 };
 use serin_signals::Track;
 use support::{
-    Fault, Faulty, SERVICE, World, blue_green_config, canary_config, kinds, resume_to_end,
-    run_to_end, short_canary_config, until_stage, v,
+    Fault, Faulty, SERVICE, World, blue_green_config, canary_config, flagged_validator, kinds,
+    resume_to_end, run_to_end, short_canary_config, until_stage, v,
 };
 
 /// A canary short enough to run in a few virtual minutes.
@@ -415,6 +416,122 @@ async fn a_restore_whose_end_was_not_journalled_is_not_repeated() {
     assert_eq!(backup.restored(), vec![before]);
     assert_eq!(backup.taken().len(), 2, "{:?}", backup.taken());
     // Traffic was not switched: 1.1.0 still serves.
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.1.0".into())
+    );
+}
+
+/// An orchestrator on the world's backends over `journal` whose validator gives a rollback of
+/// 1.1.0 to 1.0.0 a feature-flag step for `runner` (see [`flagged_validator`]).
+fn flagged(
+    world: &World,
+    journal: Arc<dyn Journal>,
+    backup: &Arc<InMemoryBackup>,
+    runner: &Arc<InMemoryStepRunner>,
+) -> Orchestrator {
+    let (validator, fleet) = flagged_validator();
+    world
+        .builder(journal)
+        .validator(validator, fleet)
+        .backup(backup.clone())
+        .step_runner(runner.clone())
+        .build()
+}
+
+/// 1.1.0 deployed over 1.0.0 with [`flagged`], then a rollback to 1.0.0 over a journal that
+/// fails the first append `pick` chooses. Returns the backup taken before 1.1.0, the number
+/// of steps the runner ran before the rollback, and the rollback's id.
+async fn flagged_rollback_failed(
+    world: &World,
+    backup: &Arc<InMemoryBackup>,
+    runner: &Arc<InMemoryStepRunner>,
+    pick: impl Fn(&Record) -> bool + Send + Sync + 'static,
+) -> (String, usize, String) {
+    let up = run_to_end(
+        &flagged(world, world.journal.clone(), backup, runner),
+        &short_canary(),
+    )
+    .await;
+    assert_eq!(up.outcome, Some(Outcome::Succeeded), "{up}");
+    let before = backup.taken()[0].0.clone();
+    let ran = runner.ran().len();
+    let journal = Faulty::new(world, Fault::Fail, pick);
+    let e = flagged(world, journal.clone(), backup, runner)
+        .rollback_to(&short_canary(), SERVICE, v("1.0.0"))
+        .await
+        .expect_err("the journal failed");
+    assert!(journal.fired(), "{e}");
+    let last = world.journal.all().last().expect("records").clone();
+    (before, ran, last.deployment)
+}
+
+/// The journal fails the record that starts the restore, after the rollback's feature-flag
+/// step: the resumed rollback runs no step again and restores once, before bringing 1.0.0 up.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_stopped_between_its_steps_and_its_restore_restores_once_on_resume() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let backup = Arc::new(InMemoryBackup::new());
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let (before, ran, id) = flagged_rollback_failed(&world, &backup, &runner, |r| {
+        matches!(r.state.in_flight, Some(InFlight::Restore { .. }))
+    })
+    .await;
+    assert!(backup.restored().is_empty());
+    let flag_steps = || {
+        runner.ran()[ran..]
+            .iter()
+            .filter(|(_, step)| step.kind == StepKind::FeatureFlag)
+            .count()
+    };
+    assert_eq!(flag_steps(), 1);
+
+    let o = flagged(&world, world.journal.clone(), &backup, &runner);
+    let report = resume_to_end(&o, &id).await;
+    assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
+    assert_eq!(backup.restored(), vec![before]);
+    assert_eq!(flag_steps(), 1, "the step was not run again");
+    assert_eq!(
+        world.live_version().await.map(|l| l.1),
+        Some("1.0.0".into())
+    );
+}
+
+/// A rollback journalled as an earlier release made it, restored before its pre-upgrade
+/// steps, whose feature-flag step fails once it resumes: 1.1.0 still serves, over the
+/// database restored for 1.0.0, and the reason says so, naming the backup to restore.
+#[tokio::test(start_paused = true)]
+async fn a_step_failing_after_a_journalled_restore_says_the_running_version_serves_over_it() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let backup = Arc::new(InMemoryBackup::new());
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let (before, _, id) = flagged_rollback_failed(&world, &backup, &runner, |r| {
+        matches!(r.state.in_flight, Some(InFlight::Step { .. }))
+    })
+    .await;
+    // The record after the backup, as the earlier order wrote it once the restore was done.
+    let mut restored = world.journal.all().last().expect("records").clone();
+    assert_eq!(restored.state.stage, Stage::Preparation);
+    restored.seq += 1;
+    restored.state.restored = true;
+    restored.effects.clear();
+    restored.events.clear();
+    world.journal.append(&restored).await.expect("append");
+    let fresh = restored.state.backup.clone().expect("the fresh backup");
+
+    runner.fail_next("the flag service is down");
+    let o = flagged(&world, world.journal.clone(), &backup, &runner);
+    let report = resume_to_end(&o, &id).await;
+    let Some(Outcome::Failed { reason }) = &report.outcome else {
+        panic!("{report}");
+    };
+    assert!(
+        reason.contains("the flag service is down")
+            && reason.contains(&format!("backup {before} had been restored for 1.0.0"))
+            && reason.contains("1.1.0 still serves")
+            && reason.contains(&format!("restore backup {fresh}")),
+        "{reason}"
+    );
     assert_eq!(
         world.live_version().await.map(|l| l.1),
         Some("1.1.0".into())

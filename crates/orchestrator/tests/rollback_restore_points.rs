@@ -2,7 +2,8 @@
 //! those that got as far as a contract migration before they failed, and a contract migration
 //! that failed may be partly carried out, and only one of a release above the target is
 //! destructive for it. A rollback whose restored version then fails does not end as a clean
-//! rollback: the newer version serves again over the restored database.
+//! rollback: the newer version serves again over the restored database. A rollback whose
+//! pre-upgrade step fails stops before its restore, with the database untouched.
 
 use crate::support;
 
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serin_compat::steps::StepKind;
 use serin_orchestrator::{InMemoryBackup, InMemoryStepRunner, Orchestrator, Outcome, StepStatus};
-use support::{SERVICE, World, canary_config, run_to_end, v};
+use support::{SERVICE, World, canary_config, flagged_validator, run_to_end, v};
 
 /// 1.0.0 serving under traffic, 1.1.0 and 1.2.0 healthy.
 async fn serving() -> (Arc<World>, tokio::task::JoinHandle<()>) {
@@ -205,4 +206,52 @@ async fn a_contract_migration_of_the_target_release_is_no_reason_to_restore() {
         .expect("rollback_to");
     assert_eq!(report.outcome, Some(Outcome::Succeeded), "{report}");
     assert_eq!(backup.restored().len(), 2);
+}
+
+/// The rollback's feature-flag step fails: the restore, which comes after the pre-upgrade
+/// steps, is not made, so 1.1.0 serves on over the database it ran on and nothing was
+/// deployed; the restore point is still there for the next try.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_whose_pre_upgrade_step_fails_leaves_the_database_unrestored() {
+    let (world, _traffic) = serving().await;
+    let backup = Arc::new(InMemoryBackup::new());
+    let runner = Arc::new(InMemoryStepRunner::new());
+    let (validator, fleet) = flagged_validator();
+    let o = world
+        .builder(world.journal.clone())
+        .validator(validator, fleet)
+        .backup(backup.clone())
+        .step_runner(runner.clone())
+        .build();
+    let up = run_to_end(&o, &canary_config("1.1.0")).await;
+    assert_eq!(up.outcome, Some(Outcome::Succeeded), "{up}");
+    let before = backup.taken()[0].0.clone();
+    runner.fail_next("the flag service is down");
+    let report = o
+        .rollback_to(&canary_config("1.1.0"), SERVICE, v("1.0.0"))
+        .await
+        .expect("rollback");
+    let Some(Outcome::Failed { reason }) = &report.outcome else {
+        panic!("{report}");
+    };
+    assert!(
+        reason.contains("the flag service is down") && reason.contains("nothing was deployed"),
+        "{reason}"
+    );
+    assert!(backup.restored().is_empty(), "{:?}", backup.restored());
+    assert_eq!(backup.taken().len(), 2, "the fresh backup was taken");
+    assert_eq!(
+        world
+            .live_version()
+            .await
+            .map(|(_, version)| version)
+            .as_deref(),
+        Some("1.1.0")
+    );
+    let again = o
+        .rollback_to(&canary_config("1.1.0"), SERVICE, v("1.0.0"))
+        .await
+        .expect("rollback");
+    assert_eq!(again.outcome, Some(Outcome::Succeeded), "{again}");
+    assert_eq!(backup.restored(), [before]);
 }

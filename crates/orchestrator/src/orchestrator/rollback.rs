@@ -23,7 +23,8 @@ impl Orchestrator {
     /// before it failed) has a contract migration of a release above `version` carried out,
     /// handed to an operator, or tried (it may be partly carried out), the backup taken before
     /// the first deployment being undone is restored in preparation, after a fresh backup of
-    /// the current database and before any traffic moves. Without that backup, or without a
+    /// the current database and the pre-upgrade steps (one that fails leaves the database as
+    /// it was) and before any traffic moves. Without that backup, or without a
     /// backup provider, or when the backup no longer exists or the provider's
     /// [`Retention`](crate::backup::Retention) would delete it as the fresh backup is taken,
     /// the rollback is refused with the reason, and nothing changes. Should `version` then fail

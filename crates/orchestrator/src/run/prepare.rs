@@ -1,5 +1,5 @@
-//! The stages before traffic moves: validation, preparation (backup, restore, pre-upgrade
-//! steps), bringing up the new version and waiting until it is ready.
+//! The stages before traffic moves: validation, preparation (backup, pre-upgrade steps,
+//! restore), bringing up the new version and waiting until it is ready.
 
 use std::time::Duration;
 
@@ -83,8 +83,12 @@ impl Runner {
 
     /// Pre-checks the running version and its dependencies (a health source that cannot be
     /// read fails the pre-check: missing evidence is no pass), unless this moves back to an
-    /// older version (see [`to_pre_check`](Self::to_pre_check)), takes the backup, restores one
-    /// if this is a rollback across a destructive migration, and runs the pre-upgrade steps.
+    /// older version (see [`to_pre_check`](Self::to_pre_check)), takes the backup, runs the
+    /// pre-upgrade steps, then restores a backup if this is a rollback across a destructive
+    /// migration. The restore comes last, just before the new version is brought up: a
+    /// pre-upgrade step that fails then stops the deployment with the database untouched and
+    /// nothing deployed, rather than leave the running version serving over a database
+    /// restored for the version it was to make way for.
     ///
     /// The backup, the restore and each step a step runner carries out are not idempotent, so
     /// none is left to "carry out the last record again": each is journalled as started
@@ -105,10 +109,10 @@ impl Runner {
         if let Some(stop) = self.take_backup(&mut kinds).await? {
             return self.stop_preparation(stop, kinds).await;
         }
-        if let Some(stop) = self.restore_backup(&mut kinds).await? {
+        if let Some(stop) = self.run_steps(true, &mut kinds).await? {
             return self.stop_preparation(stop, kinds).await;
         }
-        if let Some(stop) = self.run_steps(true, &mut kinds).await? {
+        if let Some(stop) = self.restore_backup(&mut kinds).await? {
             return self.stop_preparation(stop, kinds).await;
         }
         self.enter(Stage::BringUp, Vec::new(), kinds).await
@@ -116,12 +120,20 @@ impl Runner {
 
     /// Ends the deployment as failed in preparation, with nothing deployed, then answers the
     /// operator's abort that stopped it, if one did: once the failure is journalled.
+    ///
+    /// The restore comes last in preparation, so nothing stops it once it is done; but a
+    /// deployment journalled by an earlier release restored before its pre-upgrade steps, and
+    /// one of those may still fail when it resumes: its reason then says that the running
+    /// version serves over the restored database, as a rollback after a restore says.
     async fn stop_preparation(&mut self, stop: Stop, mut kinds: Vec<EventKind>) -> Result<()> {
         let Stop {
             reason,
             reply,
             deadline,
         } = stop;
+        let reason = self
+            .over_restored(&reason, "still serves")
+            .unwrap_or(reason);
         if deadline {
             kinds.push(self.deadline_in_preparation());
         }

@@ -464,26 +464,34 @@ impl Runner {
         // A rollback to an earlier version restored its backup before moving traffic: the
         // version that serves again runs over a database restored for the earlier one, which
         // is no clean rollback, and an operator must choose which database to keep.
-        let outcome = match (&self.state.restore, self.state.restored) {
-            (Some(id), true) => Outcome::Failed {
-                reason: format!(
-                    "{reason}; backup {id} had been restored for {to}, so {from} serves again \
-                     over a database restored for an earlier version: restore {fresh} to put \
-                     back the database {from} ran on, or deploy {to} again",
-                    to = self.state.to.version,
-                    from = self.state.from.as_ref().map_or_else(
-                        || "the previous version".to_owned(),
-                        |f| f.version.to_string()
-                    ),
-                    fresh = self.state.backup.as_deref().map_or_else(
-                        || "the backup taken before it".to_owned(),
-                        |b| format!("backup {b}, taken before it,")
-                    ),
-                ),
-            },
-            _ => Outcome::RolledBack { reason },
+        let outcome = match self.over_restored(&reason, "serves again") {
+            Some(reason) => Outcome::Failed { reason },
+            None => Outcome::RolledBack { reason },
         };
         self.finish(outcome, effects, Vec::new()).await
+    }
+
+    /// `reason`, followed by what an operator must choose, when this deployment (a rollback to
+    /// an earlier version) restored its backup and the version it replaces `serves` (again, or
+    /// still) over the restored database: none when nothing was restored.
+    pub(super) fn over_restored(&self, reason: &str, serves: &str) -> Option<String> {
+        let (Some(id), true) = (&self.state.restore, self.state.restored) else {
+            return None;
+        };
+        Some(format!(
+            "{reason}; backup {id} had been restored for {to}, so {from} {serves} over a \
+             database restored for an earlier version: restore {fresh} to put back the database \
+             {from} ran on, or deploy {to} again",
+            to = self.state.to.version,
+            from = self.state.from.as_ref().map_or_else(
+                || "the previous version".to_owned(),
+                |f| f.version.to_string()
+            ),
+            fresh = self.state.backup.as_deref().map_or_else(
+                || "the backup taken before it".to_owned(),
+                |b| format!("backup {b}, taken before it,")
+            ),
+        ))
     }
 
     /// The anomaly announcing that a rollback asked for `reason` does not start because the

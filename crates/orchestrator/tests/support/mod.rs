@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serin_compat::breaking::{Endpoint, Field};
+use serin_compat::registry::ProvidedApi;
 use serin_compat::{Fleet, Matrix, Registry, Release, Validator};
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
@@ -530,6 +532,47 @@ pub fn checklist_validator() -> (Validator, Fleet) {
         .expect("release");
     registry
         .add_release(SERVICE, Release::new(v("1.2.0")).with_schema_version(2))
+        .expect("release");
+    let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
+    (
+        Validator::new(registry, matrix).expect("validator"),
+        Fleet::new().with(SERVICE, v("1.0.0")),
+    )
+}
+
+/// 1.0.0 at schema 1; 1.1.0 at schema 2 (adds a column, drops another: a contract migration)
+/// with a response field more, so that going back to 1.0.0 has a feature-flag step before it,
+/// which a step runner carries out.
+pub fn flagged_validator() -> (Validator, Fleet) {
+    let users = |version: &str, fields: &[&str]| {
+        let get = Endpoint {
+            name: "get".into(),
+            request: Vec::new(),
+            response: fields
+                .iter()
+                .map(|f| Field::new(*f, "string", false))
+                .collect(),
+        };
+        ProvidedApi::new("users", v(version)).with_endpoints(vec![get])
+    };
+    let mut registry = Registry::new();
+    registry
+        .add_release(
+            SERVICE,
+            Release::new(v("1.0.0"))
+                .with_schema_version(1)
+                .providing(users("1.0.0", &["id"])),
+        )
+        .expect("release");
+    registry
+        .add_release(
+            SERVICE,
+            Release::new(v("1.1.0"))
+                .with_schema_version(2)
+                .providing(users("1.1.0", &["id", "email"]))
+                .with_migration("0002_add_email", "ALTER TABLE users ADD COLUMN email text;")
+                .with_migration("0003_drop_fax", "ALTER TABLE users DROP COLUMN fax;"),
+        )
         .expect("release");
     let matrix = Matrix::new(Vec::new(), &registry).expect("matrix");
     (
