@@ -130,13 +130,15 @@ pub enum EventKind {
     /// Something wrong that does not (yet) roll back: a trigger that fired to warn or hold, an
     /// observation the canary or the triggers could not use, a backup that cannot be confirmed
     /// after a restart, a rollback refused once the old version is retired, a deployment lock
-    /// the platform would not free.
+    /// the platform would not free, a post-upgrade step that failed once the old version was
+    /// retired.
     #[serde(rename_all = "camelCase")]
     Anomaly {
-        /// Who saw it: ``trigger `id` ``, `canary`, `rollback triggers`, `backup`, `rollback` or
-        /// `platform`.
+        /// Who saw it: ``trigger `id` ``, `canary`, `rollback triggers`, `backup`, `rollback`,
+        /// `platform` or `upgrade step`.
         source: String,
-        /// How bad: a trigger's action (`warn`, `hold`), else `info` or `warning`.
+        /// How bad: a trigger's action (`warn`, `hold`), else `info`, `warning` or `critical`
+        /// (a post-upgrade step that failed once the old version was retired).
         severity: String,
         /// One sentence with the evidence.
         summary: String,

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind};
 use crate::journal::Record;
 use crate::sample::Sample;
-use crate::state::{Outcome, Placement, UpgradeStep};
+use crate::state::{Outcome, Placement, StepStatus, UpgradeStep};
 
 /// The version of the report's JSON form that this crate writes: `serin.report/v<major>`.
 ///
@@ -206,7 +206,25 @@ impl fmt::Display for Report {
             None => writeln!(f, "  {}: install {}", self.service, self.to)?,
         }
         match &self.outcome {
-            Some(o) => writeln!(f, "  outcome: {o}")?,
+            Some(o) => {
+                write!(f, "  outcome: {o}")?;
+                // A success whose post-upgrade step failed is still one (nothing rolls back once
+                // the old version is retired), but not one to read as "all done".
+                let failed = self
+                    .checklist
+                    .iter()
+                    .filter(|s| s.status == StepStatus::Failed)
+                    .count();
+                if o.is_success() && failed > 0 {
+                    let steps = if failed == 1 { "step" } else { "steps" };
+                    write!(
+                        f,
+                        ", but {failed} upgrade {steps} failed once the old version was retired: \
+                         see the upgrade steps"
+                    )?;
+                }
+                writeln!(f)?;
+            }
             None => writeln!(f, "  outcome: still running")?,
         }
         let secs = self

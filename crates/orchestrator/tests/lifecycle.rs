@@ -11,7 +11,8 @@ use serin_compat::steps::{StepKind, StepPhase};
 use serin_orchestrator::backup::Retention;
 use serin_orchestrator::{
     BackupProvider, DeploymentConfig, Event, EventKind, FileJournal, InMemoryBackup,
-    InMemoryStepRunner, Journal, OnDeadline, Orchestrator, Outcome, Phase, Report, StepStatus,
+    InMemoryNotifier, InMemoryStepRunner, Journal, NotificationChannel, OnDeadline, Orchestrator,
+    Outcome, Phase, Report, StepStatus,
 };
 use serin_signals::Track;
 use support::{
@@ -241,6 +242,59 @@ async fn a_failed_post_upgrade_step_leaves_the_steps_after_it_to_an_operator() {
     }
     let ran = runner.ran.lock().expect("ran").clone();
     assert_eq!(ran.last(), Some(&StepKind::ContractMigration), "{ran:?}");
+}
+
+/// A contract migration that fails once 1.0.0 is retired leaves the deployment succeeded (the
+/// new version serves, nothing rolls back) but reaches an operator: a critical anomaly, which
+/// a channel subscribed to failures and anomalies is sent, and the report's outcome line.
+#[tokio::test(start_paused = true)]
+async fn a_failed_contract_migration_reaches_a_channel_subscribed_to_failures() {
+    let (world, _traffic) = serving_1_0_0().await;
+    let notifier = Arc::new(InMemoryNotifier::new());
+    let (validator, fleet) = support::checklist_validator();
+    let o = world
+        .builder(world.journal.clone())
+        .validator(validator, fleet)
+        .step_runner(Arc::new(ContractFails::default()))
+        .notifier(notifier.clone())
+        .build();
+    let mut config = canary_config("1.1.0");
+    config.notification_channels = vec![
+        serde_json::from_str::<NotificationChannel>(
+            r##"{"type":"slack","destination":"#oncall","events":["failed","anomaly"]}"##,
+        )
+        .expect("channel"),
+    ];
+    let report = run_to_end(&o, &config).await;
+    assert_succeeded(&report);
+    let sent: Vec<EventKind> = notifier.sent().into_iter().map(|(_, e)| e.kind).collect();
+    let anomaly = sent.iter().find_map(|k| match k {
+        EventKind::Anomaly {
+            source,
+            severity,
+            summary,
+        } if source == "upgrade step" => Some((severity, summary)),
+        _ => None,
+    });
+    let Some((severity, summary)) = anomaly else {
+        panic!("the on-call channel got nothing about the contract migration: {sent:?}");
+    };
+    assert_eq!(severity, "critical");
+    assert!(
+        summary.contains("0003_drop_fax")
+            && summary.contains("DROP COLUMN timed out")
+            && summary.contains("1.0.0 on stable was already retired")
+            && summary.contains("partly migrated")
+            && summary.contains("left to an operator"),
+        "{summary}"
+    );
+    let text = report.to_string();
+    assert!(
+        text.contains(
+            "outcome: succeeded, but 1 upgrade step failed once the old version was retired"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -581,7 +581,8 @@ impl Runner {
     /// old version is retired, so nothing rolls back), the steps that follow a cancelled or
     /// failed one (which may be partly carried out too, and a later step may depend on it, as
     /// Helm stops its hooks at the first that fails) are not started but recorded as due, with
-    /// the reason, for an operator; so are the steps whose turn comes past the deadline (as
+    /// the reason, for an operator, whom the failed step reaches as a critical anomaly (see
+    /// [`step_failed_after_retire`](Self::step_failed_after_retire)); so are the steps whose turn comes past the deadline (as
     /// when `monitoring.onDeadline: complete` finishes the deployment at its deadline): an
     /// unbounded migration past the deadline is what the deadline forbids. A step journalled
     /// as failed before a restart stops its side in the same way on resume.
@@ -651,6 +652,8 @@ impl Runner {
                 (Ran::Answered(Ok(None)), false)
             };
             let mut failure = None;
+            // How a step after the old version's retire failed, for an operator to hear of.
+            let mut failure_after = None;
             let mut abort = None;
             let mut refused = None;
             match ran {
@@ -678,6 +681,7 @@ impl Runner {
                         // A failed step may be partly carried out, as a cancelled one may: the
                         // steps after it (dropping what it migrated, say) wait for an operator.
                         stopped = Some(format!("the step before it ({}) failed: {e}", item.step));
+                        failure_after = Some(format!("failed: {e}"));
                     }
                 }
                 Ran::NotStarted(why) if pre => {
@@ -715,6 +719,9 @@ impl Runner {
                         });
                     } else {
                         stopped = Some(why.clone());
+                        failure_after = Some(format!(
+                            "was cancelled ({why}) and may be partly carried out"
+                        ));
                     }
                     if let Some(reply) = reply {
                         if !pre {
@@ -727,6 +734,9 @@ impl Runner {
                 }
             }
             kinds.push(step_event(&self.state.checklist[index]));
+            if let Some(how) = failure_after {
+                kinds.push(self.step_failed_after_retire(&step, &how));
+            }
             kinds.extend(refused);
             let committed = if journalled {
                 self.commit(Vec::new(), std::mem::take(kinds)).await
@@ -744,6 +754,29 @@ impl Runner {
             }
         }
         Ok(None)
+    }
+
+    /// The anomaly announcing that post-upgrade step `step` `how` (failed, or was cancelled).
+    ///
+    /// The deployment still succeeds (the new version serves all traffic and the old one is
+    /// retired, so nothing rolls back), and a step event is notified under no category: the
+    /// anomaly is what reaches the channels of an operator, who must look at a database that
+    /// may be partly migrated and carry out the steps left after it.
+    fn step_failed_after_retire(&self, step: &serin_compat::Step, how: &str) -> EventKind {
+        let old = self
+            .state
+            .from
+            .as_ref()
+            .map_or_else(|| "the old version".to_owned(), ToString::to_string);
+        EventKind::Anomaly {
+            source: "upgrade step".into(),
+            severity: "critical".into(),
+            summary: format!(
+                "post-upgrade step ({step}) {how}; {old} was already retired, so nothing rolls \
+                 back: the database may be partly migrated, and the steps after it are left to \
+                 an operator"
+            ),
+        }
     }
 
     /// Awaits the step runner's answer for `step` (see [`await_bounded`](Self::await_bounded)):
