@@ -285,7 +285,8 @@ fn shown_key<'a>(key: &'a str, previous: Option<&str>) -> &'a str {
 #[non_exhaustive]
 pub enum PostgresMode {
     /// `pg_dump --format=custom` to a file in the store, taken in the same snapshot as the
-    /// checksums; restored in place with `pg_restore --clean --if-exists --jobs N
+    /// checksums, and read back with `pg_restore --list` before the backup is answered (a dump
+    /// that cannot be read back fails the backup, naming the file); restored in place with `pg_restore --clean --if-exists --jobs N
     /// --exit-on-error`, then verified. The database stays online throughout; the restore
     /// replaces the objects in the dump (objects created after the backup, such as a new
     /// table, are left alone, and a restore fails if one of them depends on a dumped table).
@@ -1291,11 +1292,33 @@ impl PostgresBackup {
         durable::sync_file(&file)
             .await
             .map_err(|e| self.failed(format!("cannot sync `{}`: {e}", file.display())))?;
+        self.check_dump(&file).await?;
         let (size, sha) = file_digest(&file)
             .await
             .map_err(|e| self.failed(format!("cannot read `{}`: {e}", file.display())))?;
         checks.push(BackupCheck::new(DUMP_CHECK, size, sha));
         Ok(checks)
+    }
+
+    /// Checks that `pg_restore` reads the dump `file` just written as a restore will read it:
+    /// its table of contents (`pg_restore --list`, which connects to no server) must list
+    /// something. A dump that is damaged or cut short on its way to disk is then refused now,
+    /// as no backup, rather than found when a rollback needs it; the error names the file and
+    /// why. Whether the restored data matches is verified by the restore, against the checks
+    /// recorded with the backup.
+    async fn check_dump(&self, file: &Path) -> Result<()> {
+        let mut args = os(&["--list", "--no-password"]);
+        args.push(file.into());
+        let why = match self.client.0.run("pg_restore", &args).await {
+            Ok(toc) if !toc.trim().is_empty() => return Ok(()),
+            Ok(_) => "`pg_restore --list` lists nothing in it".to_owned(),
+            Err(e) => cause(e),
+        };
+        Err(self.failed(format!(
+            "the dump `{}` of database `{}` cannot be read back: {why}; no backup was taken",
+            file.display(),
+            self.db()
+        )))
     }
 
     /// Copies the database to the snapshot database of `claim`'s backup, whose drop then
@@ -2703,7 +2726,8 @@ mod tests {
             dir,
             "pg_restore",
             &format!(
-                "case \"$*\" in *--list*) exit 0;; esac\n\
+                "case \"$*\" in *--list*) echo ';     Archive created at 2025-01-01'; exit 0;; \
+                 esac\n\
                  echo \"$PGAPPNAME\" >> '{d}/restored'\n\
                  printf '%s\\n' \"$*\" >> '{d}/restore_args'\n\
                  if [ -e '{d}/stall' ]; then rm '{d}/stall'; echo $$ > '{d}/pid'; \
@@ -2811,8 +2835,9 @@ mod tests {
                 bin.path(),
                 "pg_restore",
                 &format!(
-                    "case \"$*\" in *--list*) {listing};; *) echo ran >> '{d}/restored';; \
-                     esac\n"
+                    "case \"$*\" in *--list*{id}.dump) {listing};; \
+                     *--list*) echo ';     Archive created at 2025-01-01';; \
+                     *) echo ran >> '{d}/restored';; esac\n"
                 ),
             );
             let err = pg.restore(&id).await.unwrap_err().to_string();
@@ -2825,6 +2850,42 @@ mod tests {
             assert!(!bin.path().join("restored").exists());
             assert_eq!(pg.sweep().await.unwrap(), 0);
             pg.backup("shop", "v2").await.unwrap();
+        }
+    }
+
+    /// A dump that `pg_restore` cannot read back (an empty file: `pg_dump` cut short, a full
+    /// disk), or whose table of contents lists nothing, is no backup: the backup fails naming
+    /// the file and why, and leaves nothing behind.
+    #[tokio::test]
+    async fn a_dump_that_cannot_be_read_back_is_no_backup() {
+        let bin = tempfile::tempdir().unwrap();
+        dump_clients(bin.path());
+        script(bin.path(), "pg_dump", &format!("{FIND_FILE}: > \"$out\"\n"));
+        let store = tempfile::tempdir().unwrap();
+        let pg = dump(bin.path(), store.path());
+        for (listing, reason) in [
+            (
+                "echo 'pg_restore: error: input file is too short (read 0, expected 5)' >&2; \
+                 exit 1",
+                "input file is too short",
+            ),
+            ("exit 0", "`pg_restore --list` lists nothing in it"),
+        ] {
+            script(
+                bin.path(),
+                "pg_restore",
+                &format!("case \"$*\" in *--list*) {listing};; esac\n"),
+            );
+            let err = pg.backup("shop", "v1").await.unwrap_err().to_string();
+            assert!(
+                err.contains(reason)
+                    && err.contains(".dump` of database `shop` cannot be read back")
+                    && err.contains(&store.path().display().to_string())
+                    && err.contains("no backup was taken"),
+                "{err}"
+            );
+            assert!(pg.list("shop").await.unwrap().is_empty());
+            assert!(names(store.path()).is_empty(), "{:?}", names(store.path()));
         }
     }
 
@@ -3043,6 +3104,7 @@ mod tests {
             "pg_dump",
             &format!("{FIND_FILE}printf dump > \"$out\"\n"),
         );
+        script(bin.path(), "pg_restore", "echo ';     Archive created'\n");
         let store = tempfile::tempdir().unwrap();
         let pg = dump(bin.path(), store.path());
         let id = pg.backup("shop", "v1").await.unwrap();
