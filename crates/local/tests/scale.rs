@@ -169,17 +169,23 @@ async fn concurrent_scale_ups_to_one_count_end_at_it_with_ids_of_their_own() {
         .unwrap();
 }
 
-/// A scale-down of named instances stops those, though a scale to the same count would keep
-/// them (the oldest, ready): what a proxied platform that drained them relies on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scale_down_of_named_instances_stops_those_alone() {
-    let dir = std::env::temp_dir().join(format!("serin-local-scale-named-{}", std::process::id()));
-    let platform = ProcessPlatform::new(
+/// A process platform for the test `name`, with its own directory, a grace period of 2 s
+/// and probes bounded to 300 ms.
+fn platform(name: &str) -> ProcessPlatform {
+    let dir = std::env::temp_dir().join(format!("serin-local-scale-{name}-{}", std::process::id()));
+    ProcessPlatform::new(
         ProcessConfig::new(dir)
             .with_grace(Duration::from_secs(2))
             .with_probe_timeout(Duration::from_millis(300)),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A scale-down of named instances stops those, though a scale to the same count would keep
+/// them (the oldest, ready): what a proxied platform that drained them relies on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_down_of_named_instances_stops_those_alone() {
+    let platform = platform("named");
     platform
         .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 2))
         .await
@@ -210,13 +216,7 @@ async fn a_scale_down_of_named_instances_stops_those_alone() {
 /// the pods to delete: a crashed instance is never kept in place of a healthy one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_down_stops_a_dead_instance_before_the_newest_live_one() {
-    let dir = std::env::temp_dir().join(format!("serin-local-scale-dead-{}", std::process::id()));
-    let platform = ProcessPlatform::new(
-        ProcessConfig::new(dir)
-            .with_grace(Duration::from_secs(2))
-            .with_probe_timeout(Duration::from_millis(300)),
-    )
-    .unwrap();
+    let platform = platform("dead");
     platform
         .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 3))
         .await

@@ -965,6 +965,9 @@ mod tests {
         let e = refuse_url_as_name("destination", r"hooks.slack.com\services\T0\B0\tok3n")
             .expect_err("a URL without its scheme")
             .to_string();
-        assert!(e.contains("hooks.slack.com/***") && !e.contains("tok3n"), "{e}");
+        assert!(
+            e.contains("hooks.slack.com/***") && !e.contains("tok3n"),
+            "{e}"
+        );
     }
 }
