@@ -582,10 +582,11 @@ impl Runner {
     /// failed one (which may be partly carried out too, and a later step may depend on it, as
     /// Helm stops its hooks at the first that fails) are not started but recorded as due, with
     /// the reason, for an operator, whom the failed step reaches as a critical anomaly (see
-    /// [`step_failed_after_retire`](Self::step_failed_after_retire)); so are the steps whose turn comes past the deadline (as
-    /// when `monitoring.onDeadline: complete` finishes the deployment at its deadline): an
-    /// unbounded migration past the deadline is what the deadline forbids. A step journalled
-    /// as failed before a restart stops its side in the same way on resume.
+    /// [`step_failed_after_retire`](Self::step_failed_after_retire)); so are the steps whose
+    /// turn comes past the deadline (as when `monitoring.onDeadline: complete` finishes the
+    /// deployment at its deadline): an unbounded migration past the deadline is what the
+    /// deadline forbids. A step journalled as failed before a restart stops its side in the
+    /// same way on resume.
     pub(super) async fn run_steps(
         &mut self,
         pre: bool,
