@@ -105,8 +105,12 @@ fn observations() -> Vec<Observation> {
     out
 }
 
+/// Feeds `obs` round by round, moving the engine's clock to each round's end before its
+/// observations, as a caller that reads up to its `now` does: each observation is then checked
+/// against the clock (an input dated far past it is refused).
 fn feed(engine: &mut Engine, obs: &[Observation]) -> usize {
     for o in obs {
+        engine.advance_clock(o.window.end());
         engine.observe(o).expect("bench observations are valid");
     }
     engine.tick(obs.last().map_or(Timestamp::EPOCH, |o| o.window.end()));
