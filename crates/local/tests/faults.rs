@@ -56,12 +56,7 @@ fn platform(name: &str) -> ProcessPlatform {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_instance_is_reported_dead_and_its_requests_go_elsewhere() {
     let p = platform("crash");
-    p.bring_up(&demo_spec("web", "1.0.0", Track::Stable, 2))
-        .await
-        .unwrap();
-    let status = wait_ready(&p, "web", &Track::Stable, POLL, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let status = support::up(&p, Track::Stable, 2).await;
     let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
     router.sync_track(&status);
     router
@@ -1077,19 +1072,7 @@ async fn one_slow_readiness_probe_does_not_take_the_only_instance_out() {
     use nix::sys::signal::{Signal, kill};
     let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
     let proxied = Arc::new(ProxiedPlatform::new(platform("slow-probe"), router.clone()));
-    proxied
-        .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 1))
-        .await
-        .unwrap();
-    let status = wait_ready(
-        &*proxied,
-        "web",
-        &Track::Stable,
-        POLL,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let status = support::up(&*proxied, Track::Stable, 1).await;
     let addr = status.ready_addresses()[0];
     router
         .apply(&TrafficSplit::all_to("stable", &[]).unwrap())

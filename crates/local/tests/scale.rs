@@ -40,19 +40,7 @@ async fn a_slow_request_on_an_instance_being_removed_completes() {
     .unwrap();
     let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
     let proxied = Arc::new(ProxiedPlatform::new(platform, router.clone()));
-    proxied
-        .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 2))
-        .await
-        .unwrap();
-    let status = wait_ready(
-        &*proxied,
-        "web",
-        &Track::Stable,
-        POLL,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let status = support::up(&*proxied, Track::Stable, 2).await;
     let addrs: Vec<SocketAddr> = status.instances.iter().filter_map(|i| i.address).collect();
     let [oldest, newest] = addrs[..] else {
         panic!("two instances: {addrs:?}")
@@ -186,19 +174,7 @@ fn platform(name: &str) -> ProcessPlatform {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_down_of_named_instances_stops_those_alone() {
     let platform = platform("named");
-    platform
-        .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 2))
-        .await
-        .unwrap();
-    wait_ready(
-        &platform,
-        "web",
-        &Track::Stable,
-        POLL,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    support::up(&platform, Track::Stable, 2).await;
     let status = platform
         .scale_down("web", &Track::Stable, &["stable-0".to_owned()])
         .await
@@ -217,19 +193,7 @@ async fn a_scale_down_of_named_instances_stops_those_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_down_stops_a_dead_instance_before_the_newest_live_one() {
     let platform = platform("dead");
-    platform
-        .bring_up(&demo_spec("web", "1.0.0", Track::Stable, 3))
-        .await
-        .unwrap();
-    let status = wait_ready(
-        &platform,
-        "web",
-        &Track::Stable,
-        POLL,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let status = support::up(&platform, Track::Stable, 3).await;
     let oldest = status.instances[0].address.unwrap();
     // The crash ends the connection without an answer: the helper panics in its own task.
     let _ = tokio::time::timeout(

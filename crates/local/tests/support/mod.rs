@@ -14,7 +14,7 @@ use hyper::client::conn::{http1, http2};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serin_local::{ProxyConfig, ProxyRouter};
-use serin_orchestrator::TrackSpec;
+use serin_orchestrator::{Platform, TrackSpec, TrackStatus, wait_ready};
 use serin_signals::Track;
 use serin_traffic::{Mirror, TrafficRouter, TrafficSplit, Weight};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +23,24 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 pub const DEMO: &str = env!("CARGO_BIN_EXE_serin-demo-service");
+
+/// `instances` instances of the demo service `web` 1.0.0 brought up on `track` of `platform`,
+/// once all are ready (at most 10 s, read every 20 ms).
+pub async fn up(platform: &dyn Platform, track: Track, instances: u32) -> TrackStatus {
+    platform
+        .bring_up(&demo_spec("web", "1.0.0", track.clone(), instances))
+        .await
+        .unwrap();
+    wait_ready(
+        platform,
+        "web",
+        &track,
+        Duration::from_millis(20),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap()
+}
 
 /// A spec running the demo service.
 pub fn demo_spec(service: &str, version: &str, track: Track, instances: u32) -> TrackSpec {
