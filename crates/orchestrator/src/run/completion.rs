@@ -190,11 +190,7 @@ impl Runner {
             self.state.paused = false;
             return self.commit(Vec::new(), vec![EventKind::Resumed]).await;
         }
-        let old = self
-            .state
-            .from
-            .as_ref()
-            .map_or_else(|| "the old version".to_owned(), ToString::to_string);
+        let old = self.old_name();
         let reason = if self.state.old_retired || self.state.deadline_action {
             format!(
                 "{} already serves all traffic and {old} is being retired: nothing is left to \
@@ -263,11 +259,7 @@ impl Runner {
         if is_journal_error(&e) || !self.state.old_retired {
             return Err(e);
         }
-        let old = self
-            .state
-            .from
-            .as_ref()
-            .map_or_else(|| "the old version".to_owned(), ToString::to_string);
+        let old = self.old_name();
         let reason = format!(
             "giving {} all traffic and retiring {old} at completion failed: {e}; no rollback \
              starts once the old version's retire is journalled: check the split, and retire \

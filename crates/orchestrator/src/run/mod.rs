@@ -195,6 +195,15 @@ impl Runner {
         self.state.to.track.clone()
     }
 
+    /// The old version as messages name it (`1.0.0 on stable`), or "the old version" for a
+    /// first install.
+    fn old_name(&self) -> String {
+        self.state
+            .from
+            .as_ref()
+            .map_or_else(|| "the old version".to_owned(), ToString::to_string)
+    }
+
     /// The new version's share changed: named by version and track, since a canary may run
     /// the new version on the track called `stable`.
     fn weight_changed(&self, percent: f64) -> EventKind {

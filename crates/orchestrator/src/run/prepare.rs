@@ -764,11 +764,7 @@ impl Runner {
     /// anomaly is what reaches the channels of an operator, who must look at a database that
     /// may be partly migrated and carry out the steps left after it.
     fn step_failed_after_retire(&self, step: &serin_compat::Step, how: &str) -> EventKind {
-        let old = self
-            .state
-            .from
-            .as_ref()
-            .map_or_else(|| "the old version".to_owned(), ToString::to_string);
+        let old = self.old_name();
         EventKind::Anomaly {
             source: "upgrade step".into(),
             severity: "critical".into(),

@@ -497,11 +497,7 @@ impl Runner {
     /// The anomaly announcing that a rollback asked for `reason` does not start because the
     /// old version is retired.
     pub(super) fn rollback_refused(&self, reason: &str) -> EventKind {
-        let old = self
-            .state
-            .from
-            .as_ref()
-            .map_or_else(|| "the old version".to_owned(), ToString::to_string);
+        let old = self.old_name();
         EventKind::Anomaly {
             source: "rollback".into(),
             severity: "warning".into(),
