@@ -584,6 +584,14 @@ impl ProcessPlatform {
         Ok((spec, out))
     }
 
+    /// The turn of track `key`'s scale-ups and scale-downs, which run one at a time.
+    fn scaling(&self, key: &TrackKey) -> Result<Arc<tokio::sync::Mutex<()>>> {
+        self.running()
+            .get(key)
+            .map(|r| Arc::clone(&r.scaling))
+            .ok_or_else(|| Error::not_found("track", key))
+    }
+
     /// Stops the instances of `key` named by `ids`, after checking them as
     /// [`Platform::scale_down`] says (an unknown id, or all of them, stops nothing). Called
     /// with the track's `scaling` turn held.
@@ -719,11 +727,7 @@ impl Platform for ProcessPlatform {
             ));
         }
         let want = instances as usize;
-        let scaling = self
-            .running()
-            .get(&key)
-            .map(|r| Arc::clone(&r.scaling))
-            .ok_or_else(|| Error::not_found("track", &key))?;
+        let scaling = self.scaling(&key)?;
         let _turn = scaling.lock().await;
         let (spec, first_new, have) = {
             let mut tracks = self.running();
@@ -788,11 +792,7 @@ impl Platform for ProcessPlatform {
         ids: &[String],
     ) -> Result<TrackStatus> {
         let key = TrackKey::new(service, track);
-        let scaling = self
-            .running()
-            .get(&key)
-            .map(|r| Arc::clone(&r.scaling))
-            .ok_or_else(|| Error::not_found("track", &key))?;
+        let scaling = self.scaling(&key)?;
         let _turn = scaling.lock().await;
         self.stop_named(&key, ids).await?;
         self.report(&key).await
