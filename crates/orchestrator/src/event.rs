@@ -210,20 +210,26 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// The notification category of this event, if channels can subscribe to it.
-    pub fn notify_on(&self) -> Option<NotifyOn> {
+    /// The notification category of this event: every event has one, so a channel taking all
+    /// categories (`events` empty) hears of everything the timeline records.
+    pub fn notify_on(&self) -> NotifyOn {
         match self {
-            EventKind::Started { .. } => Some(NotifyOn::Started),
-            EventKind::Completed { .. } => Some(NotifyOn::Completed),
-            EventKind::Failed { .. } | EventKind::Blocked { .. } => Some(NotifyOn::Failed),
-            EventKind::Anomaly { .. } | EventKind::TriggerFired { .. } => Some(NotifyOn::Anomaly),
-            EventKind::RollbackStarted { .. } | EventKind::RolledBack { .. } => {
-                Some(NotifyOn::Rollback)
-            }
-            EventKind::PhaseChanged { .. } => Some(NotifyOn::Phase),
-            EventKind::Paused | EventKind::Resumed => Some(NotifyOn::Paused),
-            EventKind::DeadlineReached { .. } => Some(NotifyOn::Deadline),
-            _ => None,
+            EventKind::Started { .. } => NotifyOn::Started,
+            EventKind::Completed { .. } => NotifyOn::Completed,
+            EventKind::Failed { .. } | EventKind::Blocked { .. } => NotifyOn::Failed,
+            EventKind::Anomaly { .. } | EventKind::TriggerFired { .. } => NotifyOn::Anomaly,
+            EventKind::RollbackStarted { .. } | EventKind::RolledBack { .. } => NotifyOn::Rollback,
+            EventKind::PhaseChanged { .. } => NotifyOn::Phase,
+            EventKind::Paused | EventKind::Resumed => NotifyOn::Paused,
+            EventKind::DeadlineReached { .. } => NotifyOn::Deadline,
+            EventKind::Validated { .. }
+            | EventKind::BackupTaken { .. }
+            | EventKind::BackupRestored { .. }
+            | EventKind::TrackStarted { .. }
+            | EventKind::TrackReady { .. }
+            | EventKind::WeightChanged { .. }
+            | EventKind::AnalysisResult { .. } => NotifyOn::Progress,
+            EventKind::UpgradeStep { .. } => NotifyOn::Step,
         }
     }
 }

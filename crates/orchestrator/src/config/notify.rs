@@ -126,6 +126,14 @@ pub enum NotifyOn {
     /// A deadline ran out (`maxDeploymentDuration`, `canaryConfig.maxDuration`); what follows
     /// it (a rollback, a failure) is announced in its own category.
     Deadline,
+    /// The rollout moved on: the upgrade validated, a backup was taken or restored, the new
+    /// track started or became ready, the split changed, the canary controller decided (with
+    /// its evidence). The chat-room view of a rollout, as Flagger's weight announcements are.
+    Progress,
+    /// An upgrade step of the validated checklist was carried out, failed, or is due for an
+    /// operator (a contract migration no step runner carries out, say): the channel of whoever
+    /// runs the database.
+    Step,
 }
 
 impl NotifyOn {
@@ -140,6 +148,8 @@ impl NotifyOn {
             NotifyOn::Phase => "phase",
             NotifyOn::Paused => "paused",
             NotifyOn::Deadline => "deadline",
+            NotifyOn::Progress => "progress",
+            NotifyOn::Step => "step",
         }
     }
 }

@@ -54,7 +54,13 @@ fn headline(kind: &EventKind) -> &'static str {
         EventKind::Paused => "deployment paused",
         EventKind::Resumed => "deployment resumed",
         EventKind::DeadlineReached { .. } => "deadline reached",
-        _ => "deployment event",
+        EventKind::Validated { .. } => "upgrade validated",
+        EventKind::BackupTaken { .. } => "backup taken",
+        EventKind::BackupRestored { .. } => "backup restored",
+        EventKind::TrackStarted { .. } => "new version started",
+        EventKind::TrackReady { .. } => "new version ready",
+        EventKind::WeightChanged { .. } => "traffic shifted",
+        EventKind::UpgradeStep { .. } => "upgrade step",
     }
 }
 

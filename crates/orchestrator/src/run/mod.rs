@@ -670,9 +670,9 @@ impl Runner {
         for e in events {
             tracing::info!(deployment = %e.deployment, seq = e.seq, "{}", e.kind);
             let _ = self.inner.events.send(e.clone());
-            if let (Some(notifier), Some(category)) = (&self.inner.notifier, e.kind.notify_on()) {
+            if let Some(notifier) = &self.inner.notifier {
                 for ch in &self.state.config.notification_channels {
-                    if !ch.takes(category) {
+                    if !ch.takes(e.kind.notify_on()) {
                         continue;
                     }
                     match tokio::time::timeout(limit, notifier.notify_in(&ctx, ch, e)).await {
