@@ -94,6 +94,40 @@ fn a_hold_never_extends_the_maximum_duration() {
 }
 
 #[test]
+fn a_promotion_past_the_maximum_duration_is_refused_and_the_rollout_rolls_back() {
+    let mut policy = held_policy();
+    policy.max_duration = Some(Duration::from_secs(1_800));
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    for s in 1..=1_800 {
+        assert_eq!(ctl.tick_held(at(s)).action, Action::Hold);
+    }
+    // An operator promotes after the deadline ran out but before the next tick decided it:
+    // refused, naming the command and why, and nothing changes.
+    let before = serde_json::to_value(ctl.state()).unwrap();
+    let e = ctl
+        .command(Command::Promote, at(1_801))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("command") && e.contains("promote") && e.contains("maximum duration"),
+        "{e}"
+    );
+    assert_eq!(serde_json::to_value(ctl.state()).unwrap(), before);
+    // The next decision is the rollback the deadline asks for.
+    let d = ctl.tick(at(1_801));
+    assert_eq!(d.action, Action::Rollback);
+    assert!(d.reason.contains("maximum duration"), "{}", d.reason);
+    // Within the deadline the same promotion is carried out.
+    let mut policy = held_policy();
+    policy.max_duration = Some(Duration::from_secs(1_800));
+    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
+    ctl.tick(at(0));
+    let d = ctl.command(Command::Promote, at(1_800)).unwrap();
+    assert_eq!(d.action, Action::Promote);
+}
+
+#[test]
 fn a_command_that_contradicts_a_finished_rollout_is_refused() {
     let policy = CanaryPolicy::new(vec![Step::SetWeight(10), Step::SetWeight(50)]);
     // Promoted: an abort is refused, naming the command and why; a promote or resume repeats.
@@ -167,6 +201,31 @@ fn paced_state() -> (CanaryPolicy, serde_json::Value) {
         ctl.tick(w.end());
     }
     (policy, serde_json::to_value(ctl.state()).unwrap())
+}
+
+#[test]
+fn a_state_with_a_per_judge_list_of_another_length_names_that_list() {
+    let (policy, saved) = paced_state();
+    for (key, field) in [
+        ("judgements", "state.judgements"),
+        ("stepSamples", "state.stepSamples"),
+        ("totalSamples", "state.totalSamples"),
+        ("weightSamples", "state.weightSamples"),
+    ] {
+        let mut state = saved.clone();
+        let list = state[key].as_array_mut().unwrap();
+        assert_eq!(list.len(), 1, "{key}");
+        list.push(list[0].clone());
+        let state: ControllerState = serde_json::from_value(state).unwrap();
+        let e = Ctl::from_parts(policy.clone(), vec![judge()], state)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(field) && e.contains("2 entries") && e.contains("controller has 1"),
+            "{key}: {e}"
+        );
+    }
 }
 
 #[test]

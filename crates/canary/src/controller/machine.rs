@@ -516,16 +516,21 @@ impl<J: Judge> CanaryController<J> {
         if state.weight_samples.is_empty() {
             state.weight_samples = vec![0; n];
         }
-        if state.step_samples.len() != n
-            || state.total_samples.len() != n
-            || state.weight_samples.len() != n
-            || state.judgements.len() != n
-        {
-            return Err(Error::invalid_input(
-                "state.judgements",
-                state.judgements.len(),
-                format!("the state was saved with another number of judges than {n}"),
-            ));
+        // Each per-judge list is checked on its own, so an edited or damaged journal is
+        // refused naming the list that is off, not another that is right.
+        for (field, len) in [
+            ("state.judgements", state.judgements.len()),
+            ("state.stepSamples", state.step_samples.len()),
+            ("state.totalSamples", state.total_samples.len()),
+            ("state.weightSamples", state.weight_samples.len()),
+        ] {
+            if len != n {
+                return Err(Error::invalid_input(
+                    field,
+                    format!("{len} entries"),
+                    format!("holds one entry per judge, and the controller has {n}"),
+                ));
+            }
         }
         if state.step > policy.steps.len() {
             return Err(Error::invalid_input(
@@ -822,6 +827,21 @@ impl<J: Judge> CanaryController<J> {
                             "refused while judge `{}` of metric `{}` fails",
                             self.judges[i].name(),
                             self.failing_metric(i)
+                        ),
+                    ));
+                }
+                // Rule 3 bounds the whole rollout, an operator's wait included: once past
+                // `maxDuration` the next decision is a rollback, and a promotion slipped in
+                // before it would let the deadline pass unanswered.
+                if let (Some(max), Some(start)) = (self.policy.max_duration, self.state.started_at)
+                    && now.saturating_duration_since(start) > max
+                {
+                    return Err(Error::invalid_input(
+                        "command",
+                        "promote",
+                        format!(
+                            "refused: the rollout exceeded its maximum duration {max:?}, and its \
+                             next decision rolls it back"
                         ),
                     ));
                 }
