@@ -55,6 +55,15 @@ impl Metric {
         }
     }
 
+    /// Whether the metric may be read as request and error [`Counts`](crate::Counts): not
+    /// [`Metric::Latency`] (milliseconds), [`Metric::Cpu`] (cores) nor [`Metric::Memory`]
+    /// (bytes), whose readers would take a request count for their unit. The Prometheus source
+    /// refuses counts queries for them. The in-memory source records whatever it is given, so
+    /// tests can play a source that answers the wrong kind.
+    pub fn countable(&self) -> bool {
+        !matches!(self, Metric::Latency | Metric::Cpu | Metric::Memory)
+    }
+
     /// Checks a metric built around [`Metric::named`]: a [`Metric::Custom`] whose name does not
     /// match `[a-zA-Z_:][a-zA-Z0-9_:]*`, or is one of the five well-known names (which have their
     /// own variants, so `Custom("cpu")` would be another key for the CPU metric), is an error

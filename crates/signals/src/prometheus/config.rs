@@ -465,6 +465,39 @@ mod tests {
         }
     }
 
+    /// Counts are read for error rate, throughput and custom metrics: a latency, CPU or memory
+    /// query written as counts would hand its readers request counts as milliseconds, cores
+    /// or bytes, so it is refused with the shape that metric takes, and so is the builder's.
+    #[test]
+    fn counts_are_refused_for_metrics_that_are_not_counted() {
+        let counts = r#"{"requests":"sum(increase(r{track=\"{{track}}\"}[{{window}}]))",
+            "errors":"sum(increase(e{track=\"{{track}}\"}[{{window}}]))"}"#;
+        for (metric, want) in [
+            ("latency", "give `buckets`"),
+            ("cpu", "give `value`"),
+            ("memory", "give `value`"),
+        ] {
+            let json = format!(r#"{{"baseUrl":"http://x","queries":{{"{metric}":{counts}}}}}"#);
+            let config: PrometheusConfig = serde_json::from_str(&json).unwrap();
+            let msg = PrometheusSource::from_config(config)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(&format!("queries.{metric}")) && msg.contains(want),
+                "{metric}: {msg}"
+            );
+        }
+        let built = PrometheusSource::builder("http://x")
+            .with_counts_queries(Metric::Latency, "r[{{window}}]", "e[{{window}}]")
+            .build();
+        assert!(built.is_err());
+        // A custom metric may be counted.
+        let json =
+            format!(r#"{{"baseUrl":"http://x","queries":{{"checkout_failures":{counts}}}}}"#);
+        let config: PrometheusConfig = serde_json::from_str(&json).unwrap();
+        assert!(PrometheusSource::from_config(config).is_ok());
+    }
+
     /// A bad template is named by the metric it was written for, not by the metric it is
     /// shared with.
     #[test]

@@ -230,6 +230,8 @@ impl PrometheusBuilder {
     /// [`Metric::ErrorRate`] and [`Metric::Throughput`] read one pair of counts: queries given
     /// for one of them serve the other too while that one still has the default counts
     /// queries, so the two never count different requests (or one of them nothing, for ever).
+    /// [`build`](Self::build) refuses counts queries for a metric that is not
+    /// [countable](Metric::countable).
     pub fn with_counts_queries(
         mut self,
         metric: Metric,
@@ -423,6 +425,20 @@ impl PrometheusBuilder {
             metric.validate("queries")?;
             let part = |p: &str| format!("{metric}.{p}");
             let parsed = match raw {
+                RawQueries::Counts { .. } if !metric.countable() => {
+                    return Err(Error::invalid(
+                        format!("queries.{metric}"),
+                        "{requests, errors}",
+                        format!(
+                            "`{metric}` is not counted: give `{}`",
+                            if *metric == Metric::Latency {
+                                "buckets"
+                            } else {
+                                "value"
+                            }
+                        ),
+                    ));
+                }
                 RawQueries::Counts { requests, errors } => Queries::Counts {
                     requests: Template::parse(&part("requests"), requests, true)?,
                     errors: Template::parse(&part("errors"), errors, true)?,
