@@ -213,11 +213,14 @@ impl SimConfig {
             profile.validate(&format!("simConfig.profiles.{version}"))?;
         }
         for (i, name) in self.dependencies.iter().enumerate() {
-            if name.is_empty() || name.len() > 253 {
+            // A blank or padded name is a slip: a health report would name a dependency no
+            // one can read, and a fault's probe would have to repeat the padding to match it.
+            if name.trim().is_empty() || name.trim() != name || name.len() > 253 {
                 return Err(Error::invalid(
                     format!("simConfig.dependencies[{i}]"),
                     name,
-                    "must be a name of 1 to 253 characters",
+                    "must be a name of 1 to 253 characters, not blank and without surrounding \
+                     whitespace",
                 ));
             }
             if self.dependencies[..i].contains(name) {
@@ -587,6 +590,25 @@ mod tests {
         }
         assert!(serde_json::from_str::<SimConfig>(r#"{"seed": 1, "sed": 2}"#).is_err());
         assert!(serde_json::from_str::<SimConfig>(r#"{"service": "web"}"#).is_err());
+    }
+
+    #[test]
+    fn a_blank_or_padded_dependency_is_refused() {
+        for (json, index) in [
+            (r#"{"seed": 1, "dependencies": ["pg", "  "]}"#, 1),
+            (r#"{"seed": 1, "dependencies": [""]}"#, 0),
+            (r#"{"seed": 1, "dependencies": [" pg"]}"#, 0),
+        ] {
+            let msg = serde_json::from_str::<SimConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(&format!("simConfig.dependencies[{index}]")) && msg.contains("blank"),
+                "{json}: {msg}"
+            );
+        }
+        assert!(SimConfig::new(1).with_dependency(" ").validate().is_err());
+        SimConfig::new(1).with_dependency("pg").validate().unwrap();
     }
 
     /// A value the reader refuses outside the faults and profiles, or a field it does not

@@ -105,7 +105,7 @@ pub enum Readiness {
     Never,
     /// Alternates: ready for `up`, then not ready for `down`, starting ready at the end of
     /// each instance's startup. Instances started together flap in step; one added later by a
-    /// scale keeps its own rhythm.
+    /// scale keeps its own rhythm. Each spell lasts at least a millisecond, the world's step.
     Flapping {
         /// How long each ready spell lasts.
         #[serde(with = "serin_signals::duration")]
@@ -293,13 +293,15 @@ impl VersionProfile {
                 ));
             }
         }
+        // The world's clock counts whole milliseconds: a shorter spell would never show, and
+        // an instance meant to flap would be ready (or not ready) throughout.
         if let Readiness::Flapping { up, down } = self.readiness
-            && (up.is_zero() || down.is_zero())
+            && (up < Duration::from_millis(1) || down < Duration::from_millis(1))
         {
             return Err(Error::invalid(
                 format!("{field}.readiness"),
                 format!("flapping up {up:?}, down {down:?}"),
-                "both spells must be longer than zero",
+                "both spells must last at least 1ms, the simulated clock's step",
             ));
         }
         Ok(())
@@ -397,6 +399,14 @@ mod tests {
                 VersionProfile::default().with_readiness(Readiness::Flapping {
                     up: Duration::ZERO,
                     down: Duration::from_secs(1),
+                }),
+                "p.readiness",
+            ),
+            // Shorter than the clock's step: it would never show.
+            (
+                VersionProfile::default().with_readiness(Readiness::Flapping {
+                    up: Duration::from_secs(30),
+                    down: Duration::from_micros(500),
                 }),
                 "p.readiness",
             ),
