@@ -104,13 +104,20 @@ fn placeholder_timing() -> Option<Timing> {
 
 impl Slot {
     /// Whether the trigger takes nothing from an input of data time `at`: one its lifecycle
-    /// would not take (late, sent again, or stale on arrival). A trigger that merges streams
-    /// tells late from new per stream itself (one instance's result may come after another's
-    /// newer one and still count), so only staleness on arrival is judged here for it.
-    fn passes_over(&self, at: Timestamp) -> bool {
+    /// would not take (late, sent again, or stale on arrival), or one already older than the
+    /// trigger's `staleAfter` at the engine's `clock`. That clock may be ahead of the
+    /// lifecycle's own ([`Engine::advance_clock`] moves it alone), and an input that old when
+    /// it arrives would have found the trigger stale had it come in time. A trigger that
+    /// merges streams tells late from new per stream itself (one instance's result may come
+    /// after another's newer one and still count), so only staleness on arrival is judged here
+    /// for it.
+    fn passes_over(&self, at: Timestamp, clock: Option<Timestamp>) -> bool {
         let Some(t) = &self.timing else {
             return false;
         };
+        if clock.is_some_and(|c| c.saturating_duration_since(at) > t.stale_after) {
+            return true;
+        }
         if self.trigger.merges_streams() {
             self.lifecycle.stale_on_arrival(at, t)
         } else {
@@ -314,11 +321,12 @@ impl Engine {
         self.check_not_ahead(route, at, || {
             format!("observation of {} on track {}", obs.metric, obs.track)
         })?;
+        let clock = self.clock;
         for &i in route {
             let Some(slot) = self.slots.get_mut(i as usize) else {
                 continue;
             };
-            if slot.passes_over(at) {
+            if slot.passes_over(at, clock) {
                 continue;
             }
             if let Some(verdict) = slot.trigger.observe(obs)?
@@ -367,11 +375,12 @@ impl Engine {
                 .unwrap_or_default();
             format!("{probe} probe result{instance} on track {}", signal.track)
         })?;
+        let clock = self.clock;
         for &i in route {
             let Some(slot) = self.slots.get_mut(i as usize) else {
                 continue;
             };
-            if slot.passes_over(signal.at) {
+            if slot.passes_over(signal.at, clock) {
                 continue;
             }
             if let Some(verdict) = slot.trigger.observe_health(signal)

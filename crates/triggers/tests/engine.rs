@@ -1132,3 +1132,39 @@ fn a_caller_that_advances_the_clock_first_may_tick_seldom() {
         vec![("ready".to_owned(), Action::Rollback, ts(60))]
     );
 }
+
+/// An input already older than `staleAfter` at the engine's clock changes nothing, also when
+/// only [`Engine::advance_clock`] moved that clock: a window or probe result that old would
+/// have found the trigger stale had it come in time, so it neither fires nor keeps it fresh.
+#[test]
+fn an_input_older_than_stale_after_at_an_advanced_clock_changes_nothing() {
+    let mut e = engine(
+        r#"{"triggers": [
+        {"kind":"metricThreshold","id":"errors","metric":"error_rate","operator":"gt",
+         "value":0.20,"cooldown":"1m","staleAfter":"1m"},
+        {"kind":"healthCheck","id":"ready","checkType":"readiness","checkInterval":"5s",
+         "failureThreshold":1}
+    ]}"#,
+    );
+    e.tick(ts(0));
+    e.advance_clock(ts(100));
+    let before = serde_json::to_value(&e).unwrap();
+    // A window that ended 70 s before the clock, and a probe result 16 s before it.
+    e.observe(&errors(Track::Canary, 30, 1_000, 500)).unwrap();
+    e.observe_health(&readiness("canary-0", ProbeStatus::Fail, 84))
+        .unwrap();
+    assert_eq!(actions(&mut e), vec![]);
+    assert_eq!(serde_json::to_value(&e).unwrap(), before);
+    assert_eq!((e.last_data("errors"), e.last_data("ready")), (None, None));
+    // Inputs within staleAfter of the clock are taken.
+    e.observe(&errors(Track::Canary, 40, 1_000, 500)).unwrap();
+    e.observe_health(&readiness("canary-0", ProbeStatus::Fail, 85))
+        .unwrap();
+    assert_eq!(
+        actions(&mut e),
+        vec![
+            ("errors".to_owned(), Action::Rollback, ts(40)),
+            ("ready".to_owned(), Action::Rollback, ts(85)),
+        ]
+    );
+}
