@@ -422,7 +422,8 @@ pub struct MetricThresholdConfig {
     /// The comparison that counts as a breach.
     pub operator: Operator,
     /// The threshold of `action`. Ratios are fractions (`0.10` = 10%; an `error_rate` level
-    /// outside 0..=1 is refused, as it could never be reached), latency milliseconds.
+    /// outside 0..=1 is refused, as it could never be reached, and so are `gt 1` and `lt 0`),
+    /// latency milliseconds.
     pub value: f64,
     /// The action asked for when `value` is breached for `duration` (default `rollback`).
     #[serde(default = "rollback")]
@@ -940,6 +941,21 @@ impl MetricThresholdConfig {
                     ));
                 }
             }
+            // The ends of the range are levels too, but no rate lies above 1 or below 0: such a
+            // level would never be breached either (a warn level lies inside it, as it must be
+            // reached first).
+            let (value, op) = (self.value, self.operator);
+            if (op == Operator::Gt && value >= 1.0) || (op == Operator::Lt && value <= 0.0) {
+                return Err(Error::config(
+                    format!("{path}.value"),
+                    value,
+                    format!(
+                        "with operator `{}` this level is never breached: an error_rate lies \
+                         between 0 and 1",
+                        format!("{op:?}").to_lowercase()
+                    ),
+                ));
+            }
         }
         if let Some(q) = self.quantile {
             if !(q > 0.0 && q <= 1.0) {
@@ -1408,6 +1424,33 @@ mod tests {
         for (json, path) in cases {
             let msg = err(json);
             assert!(msg.contains(path), "{json}: {msg}");
+        }
+    }
+
+    /// An error rate lies in 0..=1: `gt 1` and `lt 0` can never be breached, so such a level
+    /// would watch without ever firing, as a level outside the range would.
+    #[test]
+    fn an_error_rate_level_no_rate_can_breach_is_refused() {
+        for (op, value) in [("gt", "1"), ("lt", "0")] {
+            let msg = err(&format!(
+                r#"{{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"{op}",
+                    "value":{value}}}"#
+            ));
+            assert!(
+                msg.contains(&format!("triggers[0].value `{value}`"))
+                    && msg.contains("never")
+                    && msg.contains(op),
+                "{op} {value}: {msg}"
+            );
+        }
+        // The ends of the range are reachable with the other operators.
+        for (op, value) in [("ge", "1"), ("le", "0"), ("gt", "0"), ("lt", "1")] {
+            parse(&format!(
+                r#"{{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"{op}",
+                    "value":{value}}}"#
+            ))
+            .validate("triggers[0]")
+            .unwrap();
         }
     }
 
