@@ -119,10 +119,12 @@ impl Weight {
         }
         // Two decimals as a float carry its rounding, a few units in the last place of
         // `percent × 100`, never more: a share finer than a basis point (`0.000000001`) is
-        // refused, not rounded away to 0%.
+        // refused, not rounded away to 0%. The units are those of the basis points it rounds
+        // to, so 0 bps takes only an exact 0: a share of any size below that (`1e-18`) is
+        // still a share asked for, and is refused too rather than taken as 0%.
         let scaled = percent * 100.0;
         let bps = scaled.round();
-        if (scaled - bps).abs() > 4.0 * f64::EPSILON * scaled.max(1.0) {
+        if (scaled - bps).abs() > 4.0 * f64::EPSILON * scaled.max(bps.min(1.0)) {
             return Err(Error::invalid(
                 field,
                 percent,
@@ -269,6 +271,29 @@ mod tests {
         assert!(serde_json::from_str::<crate::TrafficSplit>(json).is_err());
         assert!(Weight::from_bps(10_001).is_err());
         assert!(Weight::from_percent(101).is_err());
+    }
+
+    /// However small a share is, it is a share asked for: below the float rounding of a
+    /// basis point it is still refused, not taken as 0%, so the split holds what was written.
+    #[test]
+    fn a_share_below_the_rounding_of_a_basis_point_is_refused_not_zero() {
+        for p in [1e-16, 1e-18, 1e-300, 5e-324] {
+            let msg = Weight::from_percent_f64(p)
+                .map(Weight::bps)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("weight") && msg.contains("two decimals"),
+                "{p}: {msg}"
+            );
+        }
+        let json = r#"{"backends":[{"name":"a","weight":100},{"name":"b","weight":1e-18}]}"#;
+        let msg = serde_json::from_str::<crate::TrafficSplit>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("backends[1].weight"), "{msg}");
+        assert_eq!(Weight::from_percent_f64(0.0), Ok(Weight::ZERO));
+        assert_eq!(Weight::from_percent_f64(-0.0), Ok(Weight::ZERO));
     }
 
     #[test]
