@@ -37,7 +37,7 @@ use crate::weight::{Percent, Weight};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "RawStrategy", into = "RawStrategy")]
+#[serde(try_from = "StrategyFields", into = "RawStrategy")]
 pub enum Strategy {
     /// All traffic at once: one step (blue-green's switch).
     Immediate,
@@ -324,11 +324,12 @@ impl serde::de::Visitor<'_> for KindVisitor {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", deny_unknown_fields)]
+/// A strategy as written. Read through [`StrategyFields`], not as an internally tagged enum:
+/// serde buffers such an enum's map before it reads the tag, and its buffer holds no enum, so a
+/// pause written in serde's own YAML form (`pause: !timed 5m`) could not be read in it.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
 enum RawStrategy {
-    // A struct variant, not a unit one: serde ignores every other key of an internally tagged
-    // unit variant, so `{"type": "immediate", "interval": "30s"}` would pass unnoticed.
     Immediate {},
     Gradual {
         increment: Percent,
@@ -350,19 +351,78 @@ struct RawStep {
     pause: Pause,
 }
 
-impl TryFrom<RawStrategy> for Strategy {
+/// The kinds of strategy, as the `type` key names them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum StrategyKind {
+    Immediate,
+    Gradual,
+    Weighted,
+}
+
+/// A strategy as read: every key of every kind, read straight from the map (see
+/// [`RawStrategy`] for why), then checked to be the ones its `type` takes.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StrategyFields {
+    #[serde(rename = "type")]
+    kind: StrategyKind,
+    #[serde(default)]
+    increment: Option<Percent>,
+    #[serde(default, deserialize_with = "some_duration")]
+    interval: Option<Duration>,
+    #[serde(default)]
+    steps: Option<Vec<RawStep>>,
+}
+
+fn some_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Duration>, D::Error> {
+    duration::deserialize(d).map(Some)
+}
+
+impl TryFrom<StrategyFields> for Strategy {
     type Error = Error;
-    fn try_from(raw: RawStrategy) -> Result<Self> {
-        let s = match raw {
-            RawStrategy::Immediate {} => Strategy::Immediate,
-            RawStrategy::Gradual {
-                increment,
-                interval,
-            } => Strategy::Gradual {
+    fn try_from(raw: StrategyFields) -> Result<Self> {
+        let (kind, takes) = match raw.kind {
+            StrategyKind::Immediate => ("an immediate", [false, false, false]),
+            StrategyKind::Gradual => ("a gradual", [true, true, false]),
+            StrategyKind::Weighted => ("a weighted", [false, false, true]),
+        };
+        let given = [
+            raw.increment.map(|p| format!("{}", p.0)),
+            raw.interval.map(duration::human),
+            raw.steps.as_ref().map(|s| format!("{} steps", s.len())),
+        ];
+        for ((name, value), takes) in ["increment", "interval", "steps"]
+            .iter()
+            .zip(given)
+            .zip(takes)
+        {
+            match (value, takes) {
+                (Some(value), false) => {
+                    return Err(Error::invalid(
+                        format!("strategy.{name}"),
+                        value,
+                        format!("{kind} strategy has no `{name}`"),
+                    ));
+                }
+                (None, true) => {
+                    return Err(Error::invalid(
+                        format!("strategy.{name}"),
+                        "(missing)",
+                        format!("{kind} strategy needs `{name}`"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let s = match (raw.kind, raw.increment, raw.interval, raw.steps) {
+            (StrategyKind::Gradual, Some(increment), Some(interval), _) => Strategy::Gradual {
                 increment: increment.weight("strategy.increment")?,
                 interval,
             },
-            RawStrategy::Weighted { steps } => Strategy::Weighted {
+            (StrategyKind::Weighted, _, _, Some(steps)) => Strategy::Weighted {
                 steps: steps
                     .into_iter()
                     .enumerate()
@@ -375,6 +435,8 @@ impl TryFrom<RawStrategy> for Strategy {
                     })
                     .collect::<Result<_>>()?,
             },
+            // The keys checked above leave only an immediate strategy here.
+            _ => Strategy::Immediate,
         };
         s.validate()?;
         Ok(s)
@@ -497,6 +559,26 @@ mod tests {
         }
     }
 
+    /// A pause in serde's own YAML form of an enum, a tag (`!timed 5m`), is read inside a
+    /// weighted strategy as it is on its own: a strategy written that way loads.
+    #[test]
+    fn a_tagged_pause_is_read_inside_a_weighted_strategy() {
+        let yaml = "type: weighted\nsteps:\n- weight: 10\n  pause: !timed 5m\n- weight: 50\n  \
+                    duration: 1m\n  pause: untilApproved\n";
+        let expected = Strategy::weighted(vec![
+            WeightedStep::new(pct(10), Duration::ZERO)
+                .with_pause(Pause::Timed(Duration::from_secs(300))),
+            WeightedStep::new(pct(50), Duration::from_secs(60)).with_pause(Pause::UntilApproved),
+        ])
+        .unwrap();
+        assert_eq!(serde_yaml_ng::from_str::<Strategy>(yaml).unwrap(), expected);
+        let yaml = "type: gradual\nincrement: 10\ninterval: 30s\n";
+        assert_eq!(
+            serde_yaml_ng::from_str::<Strategy>(yaml).unwrap(),
+            Strategy::gradual(pct(10), Duration::from_secs(30)).unwrap()
+        );
+    }
+
     /// Compact binary forms name a variant by its index, as `serialize_unit_variant` gives it:
     /// a pause written by index is read back by index.
     #[test]
@@ -568,6 +650,18 @@ mod tests {
             ),
             (r#"{"type":"linear"}"#, "linear"),
             (r#"{"type":"immediate","interval":"30s"}"#, "interval"),
+            (
+                r#"{"type":"gradual","increment":10}"#,
+                "invalid strategy.interval `(missing)`: a gradual strategy needs `interval`",
+            ),
+            (
+                r#"{"type":"gradual","increment":10,"interval":"1s","steps":[]}"#,
+                "invalid strategy.steps `0 steps`: a gradual strategy has no `steps`",
+            ),
+            (
+                r#"{"type":"immediate","increment":10}"#,
+                "invalid strategy.increment `10`: an immediate strategy has no `increment`",
+            ),
             (
                 r#"{"type":"weighted","steps":[{"weight":0,"pause":"untilApproved"},{"weight":50}]}"#,
                 "strategy.steps[0].weight",
