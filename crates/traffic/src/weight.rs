@@ -117,14 +117,20 @@ impl Weight {
         if percent > 100.0 {
             return Err(Error::invalid(field, percent, "must be at most 100%"));
         }
-        // Two decimals as a float carry its rounding, a few units in the last place of
-        // `percent × 100`, never more: a share finer than a basis point (`0.000000001`) is
-        // refused, not rounded away to 0%. The units are those of the basis points it rounds
-        // to, so 0 bps takes only an exact 0: a share of any size below that (`1e-18`) is
-        // still a share asked for, and is refused too rather than taken as 0%.
+        // Two decimals as a float carry its rounding, never more: a share finer than a basis
+        // point (`0.000000001`) is refused, not rounded away to 0%. The rounding is a few units
+        // in the last place of 100%, the largest operand a percentage is computed from, not of
+        // the result: `100.0 - 97.3` is `2.700000000000003` and stands for 2.7%. A share that
+        // rounds to 0 bps takes only an exact 0: any share below a basis point (`1e-18`) is
+        // still a share asked for, and is refused rather than taken as 0%.
         let scaled = percent * 100.0;
         let bps = scaled.round();
-        if (scaled - bps).abs() > 4.0 * f64::EPSILON * scaled.max(bps.min(1.0)) {
+        let rounding = if bps == 0.0 {
+            0.0
+        } else {
+            4.0 * f64::EPSILON * f64::from(Self::TOTAL_BPS)
+        };
+        if (scaled - bps).abs() > rounding {
             return Err(Error::invalid(
                 field,
                 percent,
@@ -271,6 +277,26 @@ mod tests {
         assert!(serde_json::from_str::<crate::TrafficSplit>(json).is_err());
         assert!(Weight::from_bps(10_001).is_err());
         assert!(Weight::from_percent(101).is_err());
+    }
+
+    /// The rest of 100% computed from a weight (`100.0 - 97.3`) carries the rounding of 100, not
+    /// of the smaller result: it is taken as the two decimals it stands for.
+    #[test]
+    fn a_complement_computed_from_two_decimals_is_taken() {
+        for (canary, rest) in [
+            (97.3, 270),
+            (99.7, 30),
+            (99.99, 1),
+            (90.1, 990),
+            (33.33, 6_667),
+        ] {
+            assert_eq!(
+                Weight::from_percent_f64(100.0 - canary).map(Weight::bps),
+                Ok(rest),
+                "100 - {canary}"
+            );
+        }
+        assert_eq!(Weight::from_percent_f64(0.1 + 0.2).map(Weight::bps), Ok(30));
     }
 
     /// However small a share is, it is a share asked for: below the float rounding of a
