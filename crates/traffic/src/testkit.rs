@@ -3,7 +3,7 @@
 //! Every router's tests call [`check_all`] (or the `check_*` functions one by one) on a router
 //! they built; each check panics with a message on failure, like an assertion. The suite routes
 //! to the [`BACKENDS`] `stable` and `canary`, and mirrors to `shadow` (once to `canary`, to see
-//! a mirror change its backend). A router that sends traffic to whatever it is told may take
+//! a mirror change its backend and share). A router that sends traffic to whatever it is told may take
 //! them as they come. A stricter router refuses weight on a backend it does not know or that
 //! has no ready instance (with [`Error::Backend`], changing nothing), as the zero-downtime
 //! promise asks of a real one: its tests call [`check_all_with`] and a [`RouterFixture`] that
@@ -154,10 +154,11 @@ fn with_capability(split: TrafficSplit, capability: Capability) -> TrafficSplit 
 
 /// `split` with another instance of what `capability` stands for than [`with_capability`]
 /// adds, under the same name where there is one: `x-canary` matched by prefix and sent to
-/// `stable`, cookie `canary` matched exactly and sent to `stable`, a mirror of every request
-/// to `canary`, or sticky sessions with another lifetime — so a router that installs these
-/// but never updates them is seen.
-fn with_changed(split: TrafficSplit, capability: Capability) -> TrafficSplit {
+/// `stable`, cookie `canary` matched exactly and sent to `stable`, a mirror to `canary` of one
+/// `granularity` step of requests (of every request at a granularity of 100%, where no other
+/// share is possible), or sticky sessions with another lifetime — so a router that installs
+/// these but never updates them, or updates a mirror's backend but not its share, is seen.
+fn with_changed(split: TrafficSplit, capability: Capability, granularity: Weight) -> TrafficSplit {
     let route =
         |r: Result<MatchRoute>| must(split.clone().with_route(must(r, "a route")), "a route");
     match capability {
@@ -172,7 +173,7 @@ fn with_changed(split: TrafficSplit, capability: Capability) -> TrafficSplit {
             "stable",
         )),
         Capability::Mirroring => {
-            split.with_mirror(must(Mirror::new("canary", Weight::FULL), "a mirror"))
+            split.with_mirror(must(Mirror::new("canary", granularity), "a mirror"))
         }
         Capability::StickySessions => split.with_sticky(must(
             StickySession::new("serin-backend", Duration::from_secs(60)),
@@ -424,7 +425,7 @@ pub async fn check_capability_honesty(router: &dyn TrafficRouter) {
             )
             .await;
             // A route, mirror or sticky session in force is updated, not kept as installed.
-            let changed = with_changed(base(), capability);
+            let changed = with_changed(base(), capability, caps.weight_granularity());
             apply_ok(router, &changed).await;
             assert_current(router, &changed, &format!("changing its {capability}")).await;
             // A plan's last step and a rollback drop the deployment's routes and mirror, and a

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serin_traffic::{
-    Capabilities, Error, InMemoryRouter, MatchOn, MatchRoute, Result, TrafficRouter, TrafficSplit,
-    Weight, testkit,
+    Capabilities, Error, InMemoryRouter, MatchOn, MatchRoute, Mirror, Result, TrafficRouter,
+    TrafficSplit, Weight, testkit,
 };
 
 /// How a test router misbehaves.
@@ -43,6 +43,9 @@ enum Flaw {
     /// Keeps header routes before cookie routes whatever their order, as a router with one
     /// table per kind would: a split that tries a cookie first is matched in another order.
     HeaderRoutesFirst,
+    /// Updates a mirror in force to its new backend but keeps its old share, as a router that
+    /// patches only the mirror's host would.
+    KeepsMirrorShare,
 }
 
 struct Proxy {
@@ -156,6 +159,12 @@ impl TrafficRouter for Proxy {
             (Flaw::NeverUpdatesExtras, Some(old)) if !old.is_plain() && !split.is_plain() => {
                 rebuilt(split, old.routes().to_vec(), old)?
             }
+            (Flaw::KeepsMirrorShare, Some(old)) => match (old.mirror(), split.mirror()) {
+                (Some(was), Some(now)) => split
+                    .clone()
+                    .with_mirror(Mirror::new(now.backend().as_str(), was.percent())?),
+                _ => split.clone(),
+            },
             (Flaw::HeaderRoutesFirst, _) => {
                 let (headers, cookies): (Vec<_>, Vec<_>) = split
                     .routes()
@@ -296,6 +305,12 @@ async fn a_router_that_keeps_only_its_first_route_is_caught() {
 #[should_panic(expected = "reads back a different split after changing its header routing")]
 async fn a_router_that_never_updates_what_it_installed_is_caught() {
     testkit::check_capability_honesty(&Proxy::full(Flaw::NeverUpdatesExtras)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "reads back a different split after changing its mirroring")]
+async fn a_router_that_keeps_the_share_of_the_mirror_in_force_is_caught() {
+    testkit::check_all(&Proxy::full(Flaw::KeepsMirrorShare)).await;
 }
 
 #[tokio::test]
