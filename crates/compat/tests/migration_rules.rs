@@ -459,6 +459,41 @@ fn a_default_computed_from_a_volatile_value_rewrites_the_table() {
 }
 
 #[test]
+fn a_default_through_substring_floor_or_extract_is_as_volatile_as_its_operands() {
+    // The parser reads these SQL-standard functions as forms of their own, not as calls.
+    for default in [
+        "substr(md5(random()::text), 1, 8)",
+        "substring(md5(random()::text) from 1 for 8)",
+        "floor(random() * 10)",
+        "ceil(random() * 10)",
+        "trim(both from gen_random_uuid()::text)",
+        "overlay(md5(random()::text) placing 'x' from 1 for 1)",
+    ] {
+        let report = analyze(
+            "m",
+            &format!("SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN d text DEFAULT {default};"),
+        )
+        .unwrap();
+        let (s, f) = report.findings().next().unwrap();
+        assert_eq!(f.rule, "adding-field-with-default", "{default}");
+        assert_eq!(f.severity, Severity::Error, "{default}");
+        assert_eq!(s.phase, None, "{default}");
+    }
+    // Of stable operands, such a default is stored once, in the catalog.
+    for default in [
+        "extract(epoch from now())",
+        "(extract(epoch from now()) * 1000)::bigint",
+        "substring('abcdef' from 2 for 3)",
+        "position('a' in 'abc')",
+    ] {
+        let found = rules(&format!(
+            "ALTER TABLE t ADD COLUMN d bigint DEFAULT {default};"
+        ));
+        assert!(found.concat().is_empty(), "{default}: {found:?}");
+    }
+}
+
+#[test]
 fn a_validation_in_the_alter_table_that_takes_a_lock_scans_under_that_lock() {
     // PostgreSQL validates in the same command, while the lock the other actions took is held.
     for sql in [

@@ -226,6 +226,46 @@ fn volatility(expr: &Expr) -> Option<bool> {
             time_zone,
         } => volatility_of([&**timestamp, &**time_zone]),
         Expr::Array(array) => volatility_of(&array.elem),
+        // The SQL-standard functions the parser reads as forms of their own (`substr(..)`,
+        // `floor(..)`, `extract(.. FROM ..)`) are immutable or stable: as volatile as their
+        // operands, so `substr(md5(random()::text), 1, 8)` is evaluated anew for each row.
+        Expr::Ceil { expr, .. } | Expr::Floor { expr, .. } | Expr::Extract { expr, .. } => {
+            volatility(expr)
+        }
+        Expr::Position { expr, r#in } => volatility_of([&**expr, &**r#in]),
+        Expr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => volatility_of(
+            std::iter::once(&**expr).chain(
+                substring_from
+                    .iter()
+                    .chain(substring_for)
+                    .map(AsRef::as_ref),
+            ),
+        ),
+        Expr::Trim {
+            expr,
+            trim_what,
+            trim_characters,
+            ..
+        } => volatility_of(
+            std::iter::once(&**expr)
+                .chain(trim_what.iter().map(AsRef::as_ref))
+                .chain(trim_characters.iter().flatten()),
+        ),
+        Expr::Overlay {
+            expr,
+            overlay_what,
+            overlay_from,
+            overlay_for,
+        } => volatility_of(
+            [&**expr, &**overlay_what, &**overlay_from]
+                .into_iter()
+                .chain(overlay_for.iter().map(AsRef::as_ref)),
+        ),
         // Each row takes a branch of its own: volatile if a condition or a result is.
         Expr::Case {
             operand,
