@@ -619,6 +619,35 @@ fn a_negated_is_null_check_proves_not_null() {
 }
 
 #[test]
+fn a_check_dropped_in_the_same_alter_table_no_longer_proves_not_null() {
+    let mut schema = Schema::default();
+    schema.learn(
+        "CREATE TABLE t (id int, c int);\n\
+         ALTER TABLE t ADD CONSTRAINT c_set CHECK (c IS NOT NULL) NOT VALID;\n\
+         ALTER TABLE t VALIDATE CONSTRAINT c_set;",
+    );
+    // PostgreSQL runs an ALTER TABLE's drops before its other actions, whatever their order
+    // (at DEBUG1 it says "verifying table" for both).
+    for sql in [
+        "ALTER TABLE t ALTER COLUMN c SET NOT NULL, DROP CONSTRAINT c_set;",
+        "ALTER TABLE t DROP CONSTRAINT c_set, ALTER COLUMN c SET NOT NULL;",
+    ] {
+        assert_eq!(
+            rules_after(&schema, sql),
+            [["adding-not-nullable-field"]],
+            "{sql}"
+        );
+    }
+    // Another check dropped beside it leaves the proof standing.
+    schema.learn("ALTER TABLE t ADD CONSTRAINT c_positive CHECK (c > 0);");
+    let found = rules_after(
+        &schema,
+        "ALTER TABLE t ALTER COLUMN c SET NOT NULL, DROP CONSTRAINT c_positive;",
+    );
+    assert_eq!(found, [Vec::<String>::new()]);
+}
+
+#[test]
 fn adding_a_column_that_exists_if_not_exists_does_nothing() {
     let mut schema = Schema::default();
     schema.learn("CREATE TABLE t (id int, c int)");

@@ -2317,6 +2317,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
         Statement::AlterTable(at) => {
             let created = !ctx.in_use(&at.name);
             let table = table_key(&at.name);
+            let dropped_first = ctx.schema.with_dropped_checks(&at.name, &at.operations);
             for op in &at.operations {
                 // PostgreSQL leaves a column that is there already as it is.
                 if let AlterTableOperation::AddColumn {
@@ -2333,7 +2334,7 @@ fn analyse_statement(written: &Written, ctx: &mut Ctx) -> (String, Vec<SqlFindin
                     op,
                     // No running version uses a column this migration added either.
                     created || ctx.only_added_columns(&table, op),
-                    &ctx.schema,
+                    dropped_first.as_ref().unwrap_or(&ctx.schema),
                     &written.collations,
                     &mut out,
                 );

@@ -189,6 +189,28 @@ impl Schema {
         self.holds_no_null(&table_key(table), &ident_key(column))
     }
 
+    /// The schema as the other actions of `ALTER TABLE table` see it, when some of them drop
+    /// constraints: PostgreSQL runs every drop of an `ALTER TABLE` before its other actions,
+    /// whatever their order, so a check dropped beside `SET NOT NULL` no longer spares its
+    /// scan. `None` when no action drops a constraint.
+    pub(super) fn with_dropped_checks(
+        &self,
+        table: &ObjectName,
+        operations: &[AlterTableOperation],
+    ) -> Option<Schema> {
+        let key = table_key(table);
+        let mut after = None;
+        for op in operations {
+            if let AlterTableOperation::DropConstraint { .. } = op {
+                let schema: &mut Schema = after.get_or_insert_with(|| self.clone());
+                if let Some(checks) = schema.checks.get_mut(&key) {
+                    follow_checks(&key, checks, op);
+                }
+            }
+        }
+        after
+    }
+
     fn holds_no_null(&self, table: &str, column: &str) -> bool {
         let declared = self
             .tables
