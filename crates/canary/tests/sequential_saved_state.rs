@@ -276,3 +276,49 @@ fn a_count_judge_read_back_with_an_impossible_stated_share_is_refused_naming_the
         assert!(e.contains(&format!("{field} `NaN`")), "{e}");
     }
 }
+
+/// A one-sided test rejects only "the canary is not worse": a record of a one-sided rejection
+/// for a *better* canary is none a test ever wrote, and read back it would have the judge
+/// report a lower error rate or a faster canary, graded as at most a warning. It is refused,
+/// naming the field.
+#[test]
+fn a_one_sided_test_read_back_as_rejected_for_a_better_canary_is_refused() {
+    let mut counts = CountTest::new(CountTestConfig::new(0.05)).unwrap();
+    let mut batch = BatchCountTest::new(BatchCountConfig::new(0.05)).unwrap();
+    for _ in 0..600 {
+        counts.update(950, 5, 50, 3);
+        batch.update(200, 1, 200, 6);
+    }
+    let mut latency = LatencyTest::new(LatencyTestConfig::new(0.05)).unwrap();
+    for _ in 0..600 {
+        let b = serin_canary::sequential::LogMoments::from_parts(50, 0.0, 0.25).unwrap();
+        let c = serin_canary::sequential::LogMoments::from_parts(50, 0.5, 0.25).unwrap();
+        latency.update_log_moments(b, c);
+    }
+    assert_eq!(counts.rejected_worse(), Some(true));
+    assert_eq!(batch.rejected_worse(), Some(true));
+    assert_eq!(latency.rejected_worse(), Some(true));
+    let better = |v: Value| edited(&v, "/rejectedWorse", json!(false));
+    let e = serde_json::from_value::<CountTest>(better(serde_json::to_value(&counts).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("countTest.rejectedWorse"), "{e}");
+    let e = serde_json::from_value::<BatchCountTest>(better(serde_json::to_value(&batch).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("batchCountTest.rejectedWorse"), "{e}");
+    let e = serde_json::from_value::<LatencyTest>(better(serde_json::to_value(&latency).unwrap()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("latencyTest.rejectedWorse"), "{e}");
+    // Two-sided, a rejection for a better canary is one the test writes.
+    let mut two = CountTest::new(
+        CountTestConfig::new(0.05).with_sides(serin_canary::sequential::Sides::TwoSided),
+    )
+    .unwrap();
+    for _ in 0..600 {
+        two.update(950, 5, 50, 3);
+    }
+    let v = better(serde_json::to_value(&two).unwrap());
+    assert!(serde_json::from_value::<CountTest>(v).is_ok());
+}

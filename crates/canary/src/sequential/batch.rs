@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::counts::share_of;
 use super::settings::{
     MARGIN, PRIOR_VARIANCE, Sides, check_above, check_at_least, check_min_samples, check_open_unit,
+    check_rejection,
 };
 use super::ttest::SequentialT;
 use crate::judge::Interval;
@@ -234,12 +235,21 @@ impl Serialize for BatchCountTest {
 }
 
 /// A state read back must test with the prior its settings name, hold a t-test's state
-/// (`SequentialT::check`) and an open batch's (`OpenBatch::check`).
+/// (`SequentialT::check`) and an open batch's (`OpenBatch::check`), and a one-sided test's
+/// rejection must be for a worse canary.
 impl<'de> Deserialize<'de> for BatchCountTest {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let t = BatchCountTest::deserialize(d)?;
         t.t.check("batchCountTest.t", t.config.prior_variance)
             .and_then(|()| t.open.check("batchCountTest.open"))
+            .and_then(|()| {
+                check_rejection(
+                    "batchCountTest",
+                    t.config.sides,
+                    t.rejected_at.is_some(),
+                    t.rejected_worse,
+                )
+            })
             .map_err(serde::de::Error::custom)?;
         Ok(t)
     }

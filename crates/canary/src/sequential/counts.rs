@@ -120,7 +120,7 @@ use serde::{Deserialize, Serialize};
 use super::logspace::{check_finite_log, log_add_exp, log_mean_exp, log_sum_exp};
 use super::ratio_interval::{ratio_cs, ratio_of, segment_alpha};
 use super::scatter::ErrorScatter;
-use super::settings::{Sides, check_above, check_at_least, check_open_unit};
+use super::settings::{Sides, check_above, check_at_least, check_open_unit, check_rejection};
 use super::starts::{
     LateStart, Onset, check_start_mixture, heaviest_start, start_tail, start_weight, start_weights,
     unknown_onsets, unknown_start,
@@ -865,6 +865,14 @@ impl TryFrom<CountTestState> for CountTest {
                  between 0 and 1",
             ));
         }
+        // A one-sided test never rejects for a better canary; a record that it did would have
+        // the judge report a lower error rate, graded as at most a warning.
+        check_rejection(
+            "countTest",
+            state.config.sides,
+            state.rejected_at.is_some(),
+            state.rejected_worse,
+        )?;
         state.resume_segments();
         // Candidate 0 starts with the test; a later one numbered 0 would spend its weight twice.
         if state.next_start == 0 {

@@ -11,6 +11,7 @@ use super::quantile_band::quantile_bounds;
 use super::scatter::Scatter;
 use super::settings::{
     MARGIN, PRIOR_VARIANCE, Sides, check_above, check_at_least, check_min_samples, check_open_unit,
+    check_rejection,
 };
 use super::starts::{LateStart, Onset, StartMixture};
 use super::ttest::SequentialT;
@@ -408,7 +409,8 @@ impl LatencyTest {
     /// or a negative sum of squares, a negative spread, or sums that are not finite (or below 0
     /// where only values >= 0 are added) would make batch differences or their variances NaN or
     /// wrong: the test would skip its batches, or weigh them as no data could, and judge blind
-    /// without an error. The t-test between batches must use the settings' prior.
+    /// without an error. The t-test between batches must use the settings' prior, and a
+    /// one-sided test's rejection must be for a slower canary.
     fn check(&self) -> Result<()> {
         const PATH: &str = "latencyTest";
         self.open_baseline.check(&format!("{PATH}.openBaseline"))?;
@@ -422,6 +424,13 @@ impl LatencyTest {
         if let Some(o) = &self.late_start {
             o.check(&format!("{PATH}.lateStart"))?;
         }
+        // A one-sided test never rejects for a faster canary.
+        check_rejection(
+            PATH,
+            self.config.sides,
+            self.rejected_at.is_some(),
+            self.rejected_worse,
+        )?;
         if !self.sum_d.is_finite() {
             return Err(Error::invalid_input(
                 format!("{PATH}.sumD"),

@@ -53,6 +53,21 @@ fn check_setting(path: &str, field: &str, v: f64, ok: bool, must: impl Into<Stri
 /// What a margin must be, in the tests that state no example.
 pub(crate) const MARGIN: &str = "must be a finite fraction >= 0";
 
+/// Refuses a saved rejection (`rejected`, for a worse canary or not) that a test of `sides`
+/// could not have made, naming `{path}.rejectedWorse`: a one-sided test tests only "the canary
+/// is not worse", so it never rejects for a better one.
+pub(crate) fn check_rejection(path: &str, sides: Sides, rejected: bool, worse: bool) -> Result<()> {
+    if rejected && !worse && sides == Sides::CanaryWorse {
+        return Err(Error::invalid_input(
+            format!("{path}.rejectedWorse"),
+            false,
+            "must be true once a one-sided (canaryWorse) test has rejected: it rejects only \
+             for a worse canary",
+        ));
+    }
+    Ok(())
+}
+
 /// What a t-test's prior variance must be.
 pub(crate) const PRIOR_VARIANCE: &str = "must be a finite number > 0";
 
