@@ -61,7 +61,8 @@ impl SequentialT {
     /// Checks a test read back. Its prior must be the one `configured` by its owner's
     /// settings (the test keeps its own copy, and one edited apart from the settings would
     /// judge with a prior nobody configured); its mean must be finite and its sum of squares a
-    /// finite number `>= 0`. `path` names the test where its owner's state holds it
+    /// finite number `>= 0`, and both 0 where no batch (or, for the sum, only one) made them.
+    /// `path` names the test where its owner's state holds it
     /// (`latencyTest.between`), so that an error names the field as the saved state spells it.
     pub(crate) fn check(&self, path: &str, configured: f64) -> Result<()> {
         if self.g != configured {
@@ -83,6 +84,22 @@ impl SequentialT {
                 format!("{path}.m2"),
                 self.m2,
                 "must be a finite sum of squared deviations >= 0",
+            ));
+        }
+        // Welford's sums start at 0 and one batch has no spread: a mean before any batch, or a
+        // spread below two, would stay in the sums pushed on and skew every later variance.
+        if self.n == 0 && self.mean != 0.0 {
+            return Err(Error::invalid_input(
+                format!("{path}.mean"),
+                self.mean,
+                "must be 0 before any batch (n = 0)",
+            ));
+        }
+        if self.n < 2 && self.m2 != 0.0 {
+            return Err(Error::invalid_input(
+                format!("{path}.m2"),
+                self.m2,
+                format!("must be 0 below two batches (n = {})", self.n),
             ));
         }
         Ok(())
@@ -279,6 +296,25 @@ mod tests {
             let e = bad.check("owner.t", 4.0).unwrap_err().to_string();
             assert!(e.contains(field), "{e}");
         }
+    }
+
+    /// A mean or a spread that no batch made (before any batch, or a spread of one batch) is
+    /// refused: pushed on, it would stay in the sum of squares, and the Bayes factors would
+    /// weigh batches by a variance they never had.
+    #[test]
+    fn a_test_read_back_with_a_mean_or_spread_of_batches_it_never_had_is_refused() {
+        let fresh = SequentialT::new(4.0);
+        let mut one = fresh;
+        one.push(0.7);
+        for (bad, field) in [
+            (SequentialT { m2: 5.0, ..fresh }, "owner.t.m2"),
+            (SequentialT { mean: 3.0, ..fresh }, "owner.t.mean"),
+            (SequentialT { m2: 0.5, ..one }, "owner.t.m2"),
+        ] {
+            let e = bad.check("owner.t", 4.0).unwrap_err().to_string();
+            assert!(e.contains(field), "{e}");
+        }
+        assert!(fresh.check("owner.t", 4.0).is_ok() && one.check("owner.t", 4.0).is_ok());
     }
 
     #[test]
