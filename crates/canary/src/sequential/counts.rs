@@ -1152,10 +1152,13 @@ impl CountTest {
     /// before a rejection leaves the current segment a few errors, whose ratio says little of
     /// the run's. (The canary's errors are the run's total, which also holds those of samples
     /// in which the baseline served nothing.) Infinite when only the canary has erred, NaN
-    /// before any error, and for a state saved before the run was kept.
+    /// before any error, for a state saved before the run was kept, and once the canary's
+    /// errors reach `u64::MAX`, where their count saturates.
     pub fn run_ratio_estimate(&self) -> f64 {
         let (c, expected) = (self.state.totals.canary_errors, self.state.run_expected);
-        if expected == UNKNOWN_RUN {
+        // A canary error count that saturated at `u64::MAX` no longer counts the errors that
+        // the expected ones (a float) go on counting: their ratio would fall with every sample.
+        if expected == UNKNOWN_RUN || c == u64::MAX {
             return f64::NAN;
         }
         match (c, expected > 0.0) {
@@ -1382,6 +1385,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("countTest.runExpected"), "{msg}");
+    }
+
+    /// Arms equally bad at counts near `u64::MAX`: the canary's error count saturates while
+    /// the errors expected at the baseline's rate go on, so the run's ratio is unknown rather
+    /// than a third after three samples.
+    #[test]
+    fn the_run_ratio_past_a_saturated_error_count_is_unknown_not_falling() {
+        let mut t = CountTest::new(CountTestConfig::default()).unwrap();
+        t.update(u64::MAX, u64::MAX / 2, u64::MAX, u64::MAX / 2);
+        assert!((t.run_ratio_estimate() - 1.0).abs() < 1e-9);
+        for _ in 0..2 {
+            t.update(u64::MAX, u64::MAX / 2, u64::MAX, u64::MAX / 2);
+        }
+        let run = t.run_ratio_estimate();
+        assert!(run.is_nan(), "{run}");
+        assert!((t.ratio_estimate() - 1.0).abs() < 1e-9);
     }
 
     #[test]
