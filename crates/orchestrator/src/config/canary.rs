@@ -359,6 +359,24 @@ impl CanaryConfig {
         Ok(p)
     }
 
+    /// Pacing's refusal, named by the field the file writes: pacing's own settings by their
+    /// path (`canaryConfig.pacing.detectableRatio`), and its `judgeMargin`, which is the
+    /// error-rate judge's, by `canaryConfig.errorRateMargin`, which sets it.
+    fn pacing_refused(&self, e: serin_canary::Error) -> Error {
+        match super::parity::relocate(e, "canaryConfig") {
+            Error::InvalidField { field, reason, .. }
+                if field == "canaryConfig.pacing.judgeMargin" =>
+            {
+                Error::invalid(
+                    "canaryConfig.errorRateMargin",
+                    self.error_rate_margin,
+                    format!("is pacing's judgeMargin too, and {reason}"),
+                )
+            }
+            other => other,
+        }
+    }
+
     /// Checks that `router`, which takes weights only in multiples of `granularity`, can take
     /// every weight the canary sets from step `from` on (0 at the start, the current step on a
     /// resume): the router would refuse one off it only once the new track is up. The error
@@ -479,8 +497,12 @@ impl CanaryConfig {
             ));
         }
         if let Some(p) = &self.pacing {
-            p.validate(&format!("{path}.pacing"))
-                .map_err(|e| Error::invalid(format!("{path}.pacing"), "…", e.to_string()))?;
+            // Checked as it will run, told the judges' alpha and margin: a margin that pacing
+            // cannot work with is refused here, where the field that sets it is known, rather
+            // than by the policy later under a path the file does not write.
+            self.paced_by_the_judges(p.clone())?
+                .validate(&format!("{path}.pacing"))
+                .map_err(|e| self.pacing_refused(e))?;
             if let Some(budget) = p.exposure_budget.filter(|_| self.robust_judges) {
                 return Err(Error::invalid(
                     format!("{path}.pacing.exposureBudget"),

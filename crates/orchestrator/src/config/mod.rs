@@ -1763,6 +1763,51 @@ maxDeploymentDuration: 2h
         );
     }
 
+    /// A pacing setting that cannot work is refused naming the field the file writes, with
+    /// its value: pacing's own field by its path, and the margin pacing takes from the
+    /// error-rate judge by `canaryConfig.errorRateMargin`, where it is written.
+    #[test]
+    fn a_pacing_error_names_the_field_at_fault() {
+        let load = |canary: &str| {
+            DeploymentConfig::from_json(&format!(
+                r#"{{"strategy":"canary","version":"1.0.0","targetServices":["a"],
+                    "canaryConfig":{canary}}}"#
+            ))
+        };
+        for (canary, path, value) in [
+            (
+                r#"{"pacing":{"detectableRatio":0.5}}"#,
+                "canaryConfig.pacing.detectableRatio",
+                "0.5",
+            ),
+            (
+                r#"{"pacing":{"exposureBudget":-3}}"#,
+                "canaryConfig.pacing.exposureBudget",
+                "-3",
+            ),
+            // A judge whose margin is 1.5 never catches twice the baseline's error rate, so no
+            // weight keeps the exposure within the budget.
+            (
+                r#"{"errorRateMargin":1.5,"pacing":{"exposureBudget":3000}}"#,
+                "canaryConfig.errorRateMargin",
+                "1.5",
+            ),
+        ] {
+            match load(canary) {
+                Err(Error::InvalidField {
+                    field,
+                    value: v,
+                    reason,
+                }) => {
+                    assert_eq!((field.as_str(), v.as_str()), (path, value), "{reason}");
+                }
+                other => panic!("{canary}: {other:?}"),
+            }
+        }
+        load(r#"{"errorRateMargin":0.5,"pacing":{"exposureBudget":3000}}"#)
+            .expect("a margin below the detectable ratio");
+    }
+
     #[test]
     fn robust_judges_make_pacing_s_errors_gate_robust_too() {
         use serin_canary::controller::{LatencyPacing, Pacing};
