@@ -76,3 +76,23 @@ async fn a_pause_is_listed_as_long_as_it_runs_in_whole_windows() {
         "weights 10% held 3m (a 2m pause) → 40% held 3m (a 2m pause) → 70% held 3m (a 2m pause)";
     assert!(step.contains(said), "`{said}` not in: {step}");
 }
+
+/// A canary is promoted only once its own error rate is shown below
+/// `promotionMaxErrorRate`, not merely when no judge fails: under scarce traffic it holds.
+/// The dry run says so, and says nothing of it with the gate turned off.
+#[tokio::test(start_paused = true)]
+async fn the_promotion_gate_is_listed_with_its_bound() {
+    let mut config = canary_config("1.1.0");
+    config.canary_config.promotion_max_error_rate = 0.07;
+    config.validate().expect("valid");
+    let step = canary_step(&config).await;
+    let said = "promote when no judge fails and the canary's error rate is shown below 7% \
+                (canaryConfig.promotionMaxErrorRate), holding until then";
+    assert!(step.contains(said), "`{said}` not in: {step}");
+    let mut config = canary_config("1.1.0");
+    config.canary_config.promotion_max_error_rate = 1.0;
+    config.validate().expect("valid");
+    let step = canary_step(&config).await;
+    assert!(step.contains("promote when no judge fails;"), "{step}");
+    assert!(!step.contains("promotionMaxErrorRate"), "{step}");
+}

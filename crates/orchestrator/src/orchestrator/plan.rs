@@ -84,9 +84,19 @@ fn findings_worth_listing(val: &serin_compat::UpgradeValidation) -> Option<Strin
 /// holds, how often it is judged, when it promotes and rolls back, and its pacing if set.
 fn canary_summary(config: &DeploymentConfig, policy: &CanaryPolicy) -> String {
     let canary = &config.canary_config;
+    // "No judge fails" alone is not a promotion: with the gate on, a canary whose judges had
+    // too little data to fail it holds until its own error rate is shown below the bound.
+    let gate = policy.promotion.as_ref().map_or(String::new(), |g| {
+        format!(
+            " and the canary's error rate is shown below {}% \
+             (canaryConfig.promotionMaxErrorRate), holding until then",
+            // As written (`0.07` reads 7%, not 7.000000000000001%).
+            (g.max_error_rate * 100.0 * 1e6).round() / 1e6
+        )
+    });
     let mut out = format!(
-        "weights {}, judged every {}; promote when no judge fails, roll back past maxDuration {}; \
-         onInconclusive: {}",
+        "weights {}, judged every {}; promote when no judge fails{gate}; roll back past \
+         maxDuration {}; onInconclusive: {}",
         weights_held(&policy.steps, canary.metrics_window),
         human(canary.metrics_window),
         human(canary.max_duration),
