@@ -96,3 +96,30 @@ async fn the_promotion_gate_is_listed_with_its_bound() {
     assert!(step.contains("promote when no judge fails;"), "{step}");
     assert!(!step.contains("promotionMaxErrorRate"), "{step}");
 }
+
+/// The watch counts as rollback triggers only those that can roll back: `minThroughput`
+/// warns only, and a trigger whose action is `warn` or `hold` never switches back.
+#[tokio::test(start_paused = true)]
+async fn the_watch_counts_only_the_triggers_that_roll_back_as_rollback_triggers() {
+    let mut config = canary_config("1.1.0");
+    config.canary_thresholds.min_throughput = Some(1.0);
+    config.triggers = serde_json::from_str(
+        r#"[{"kind":"metricThreshold","id":"slow","metric":"latency","operator":"gt",
+             "value":900,"action":"warn"}]"#,
+    )
+    .expect("triggers");
+    config.validate().expect("valid");
+    let world = World::new();
+    world.install("1.0.0").await;
+    let plan = world.plan(&config).await;
+    let watch = plan
+        .steps
+        .iter()
+        .find(|s| s.starts_with("monitor for"))
+        .unwrap_or_else(|| panic!("no watch: {plan}"));
+    // The default monitoring.errorRateThreshold rolls back; the other two warn.
+    assert!(
+        watch.contains("with 1 rollback trigger(s) and 2 trigger(s) that only warn or hold"),
+        "{watch}"
+    );
+}

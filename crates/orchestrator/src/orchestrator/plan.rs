@@ -6,6 +6,7 @@ use std::time::Duration;
 use serin_canary::controller::{CanaryPolicy, OnInconclusive, Step};
 use serin_signals::Track;
 use serin_traffic::Plan;
+use serin_triggers::{Action, TriggerConfig};
 
 use crate::config::{DeploymentConfig, StrategyKind, human, whole_windows};
 use crate::error::{Error, Result};
@@ -125,6 +126,28 @@ fn canary_summary(config: &DeploymentConfig, policy: &CanaryPolicy) -> String {
         }
     }
     out
+}
+
+/// Whether `trigger` can roll a deployment back: by its action, by a resource trigger's
+/// rollback level, or by missing data that fires. A trigger that only warns or holds (the
+/// `minThroughput` limit, a metric trigger with `action: warn`) never switches back, and the
+/// dry run does not count it as a rollback trigger.
+fn rolls_back(trigger: &TriggerConfig) -> bool {
+    let (action, missing) = match trigger {
+        TriggerConfig::MetricThreshold(c) => (c.action, c.on_missing_data),
+        TriggerConfig::HealthCheck(c) => (c.action, c.on_missing_data),
+        TriggerConfig::ErrorSpike(c) => (c.action, c.on_missing_data),
+        TriggerConfig::DependencyFailure(c) => (c.action, c.on_missing_data),
+        TriggerConfig::ResourceUsage(c) => (
+            if c.rollback_percent.is_some() {
+                Action::Rollback
+            } else {
+                Action::Warn
+            },
+            c.on_missing_data,
+        ),
+    };
+    action == Action::Rollback || missing.action() == Action::Rollback
 }
 
 /// Each weight `steps` set, with how long it holds: the pauses and analyses until the next
@@ -313,12 +336,23 @@ impl Orchestrator {
             if let Some(old) = &from {
                 steps.push(format!("route 100% to {}", to.track));
                 let m = &config.monitoring;
+                let (rollback, other): (Vec<_>, Vec<_>) = config
+                    .trigger_config()?
+                    .triggers
+                    .into_iter()
+                    .partition(rolls_back);
                 let mut watch = format!(
                     "monitor for {:?}, checked every {:?}, with {} rollback trigger(s)",
                     m.monitoring_duration,
                     m.check_interval,
-                    config.trigger_config()?.triggers.len()
+                    rollback.len()
                 );
+                if !other.is_empty() {
+                    watch.push_str(&format!(
+                        " and {} trigger(s) that only warn or hold",
+                        other.len()
+                    ));
+                }
                 if !m.read_delay.is_zero() {
                     watch.push_str(&format!(
                         "; each window read {:?} after its end (monitoring.readDelay)",
