@@ -48,10 +48,12 @@ struct Envelope<'a> {
     error_type: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    /// `null` (how Go encodes an empty list, and what some proxies send) is no warnings.
     #[serde(default)]
-    warnings: Vec<String>,
+    warnings: Option<Vec<String>>,
+    /// `null` is not partial, as an absent flag is not.
     #[serde(default, rename = "isPartial")]
-    is_partial: bool,
+    is_partial: Option<bool>,
 }
 
 /// The `resultType` of an answer that can be a measurement.
@@ -162,10 +164,11 @@ pub(crate) fn parse(body: &str) -> Result<Answer, ResponseError> {
     }
     let mut warnings: Vec<String> = envelope
         .warnings
+        .unwrap_or_default()
         .into_iter()
         .filter(|w| !w.starts_with("PromQL info:"))
         .collect();
-    if envelope.is_partial && warnings.is_empty() {
+    if envelope.is_partial == Some(true) && warnings.is_empty() {
         warnings.push("the answer is marked partial (`isPartial`)".into());
     }
     let (result_type, series) = series(envelope.data)?;
@@ -313,6 +316,20 @@ mod tests {
         );
         let vm = parse(VM_PARTIAL).unwrap();
         assert!(vm.warnings[0].contains("isPartial"), "{vm:?}");
+    }
+
+    /// Go servers and proxies encode an empty list as `null`: that is no warnings, not a
+    /// malformed answer, and a `null` `isPartial` is not a partial one.
+    #[test]
+    fn null_warnings_infos_and_partial_flag_read_as_none() {
+        for body in [
+            r#"{"status":"success","data":{"resultType":"vector","result":[]},"warnings":null}"#,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]},"infos":null}"#,
+            r#"{"status":"success","data":{"resultType":"vector","result":[]},"warnings":null,"infos":null,"isPartial":null}"#,
+        ] {
+            let answer = parse(body).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+            assert!(answer.warnings.is_empty(), "{body}: {answer:?}");
+        }
     }
 
     #[test]
