@@ -49,7 +49,8 @@ pub struct PrometheusConfig {
     /// [`MAX_RETRIES`](super::MAX_RETRIES)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
-    /// The first backoff between retries (longer than zero unless `retries` is 0). Without
+    /// The first backoff between retries (longer than zero unless `retries` is 0, at most
+    /// [`MAX_BACKOFF`](super::MAX_BACKOFF)). Without
     /// `maxBackoff`, the default cap is raised to it if shorter.
     #[serde(
         default,
@@ -57,7 +58,8 @@ pub struct PrometheusConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub initial_backoff: Option<Duration>,
-    /// The cap on the backoff between retries, not shorter than `initialBackoff`. Without
+    /// The cap on the backoff between retries, not shorter than `initialBackoff` (at most
+    /// [`MAX_BACKOFF`](super::MAX_BACKOFF)). Without
     /// `initialBackoff`, the default first backoff is lowered to it if longer.
     #[serde(
         default,
@@ -454,6 +456,20 @@ mod tests {
             (
                 r#"{"baseUrl":"http://x","maxBackoff":0}"#,
                 "invalid maxBackoff `0s`: must be longer than zero when there are retries",
+            ),
+            // A backoff past the cap would hold a query for that long; the error names the
+            // setting written, whichever one the other followed.
+            (
+                r#"{"baseUrl":"http://x","maxBackoff":"100y"}"#,
+                "invalid maxBackoff `3155760000s`: must be at most 1m",
+            ),
+            (
+                r#"{"baseUrl":"http://x","initialBackoff":"2m"}"#,
+                "invalid initialBackoff `120s`: must be at most 1m",
+            ),
+            (
+                r#"{"baseUrl":"http://x","initialBackoff":"1s","maxBackoff":"61s"}"#,
+                "invalid maxBackoff `61s`: must be at most 1m",
             ),
         ];
         for (json, want) in cases {

@@ -301,8 +301,8 @@ impl PrometheusBuilder {
     }
 
     /// The first backoff and its cap; each retry waits twice as long as the one before
-    /// (default 200 ms, capped at 5 s). The first backoff must be longer than zero when there
-    /// are retries.
+    /// (default 200 ms, capped at 5 s; both at most [`MAX_BACKOFF`]). The first backoff must be
+    /// longer than zero when there are retries.
     pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.initial_backoff = initial;
         self.max_backoff = max;
@@ -343,7 +343,7 @@ impl PrometheusBuilder {
     }
 
     /// Checks everything and builds the source. Errors name the setting (`baseUrl`, `timeout`,
-    /// `retries`, `initialBackoff`, `backoff`, `latencyScale`, `bearerTokenFile`) or the metric
+    /// `retries`, `initialBackoff`, `maxBackoff`, `backoff`, `latencyScale`, `bearerTokenFile`) or the metric
     /// and template; an HTTP client that cannot be set up (no TLS backend) is
     /// [`Error::Unavailable`].
     pub fn build(self) -> Result<PrometheusSource> {
@@ -400,6 +400,23 @@ impl PrometheusBuilder {
                 "0s",
                 "must be longer than zero when there are retries, or they hammer a struggling server",
             ));
+        }
+        // The first backoff is checked before the cap, which a config raises to follow it.
+        for (field, backoff) in [
+            ("initialBackoff", self.initial_backoff),
+            ("maxBackoff", self.max_backoff),
+        ] {
+            if backoff > MAX_BACKOFF {
+                return Err(Error::invalid(
+                    field,
+                    format!("{backoff:?}"),
+                    format!(
+                        "must be at most {}, or a retry holds the query longer than asking again \
+                         at the next tick",
+                        humantime::format_duration(MAX_BACKOFF)
+                    ),
+                ));
+            }
         }
         if self.max_backoff < self.initial_backoff {
             return Err(Error::invalid(
@@ -501,6 +518,12 @@ impl PrometheusBuilder {
 /// more would keep a caller waiting minutes for a Prometheus that is down, when holding and
 /// asking again at the next tick gives the same answer sooner.
 pub const MAX_RETRIES: u32 = 10;
+
+/// The longest backoff between retries, first or capped. A Prometheus that is still down after
+/// a minute is better asked again at the next tick than waited for: with [`MAX_RETRIES`] at this
+/// cap a query is already held for ten minutes, and a longer one (`maxBackoff: 100y`) would
+/// hold it for good.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// The longest per-request timeout. It is also sent as Prometheus' own `timeout` parameter,
 /// which Prometheus cannot read past about 292 years, so every query would fail; and well before

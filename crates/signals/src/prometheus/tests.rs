@@ -700,6 +700,11 @@ fn build_checks_every_setting() {
             "invalid initialBackoff `0s`",
         ),
         (
+            PrometheusSource::builder("http://x")
+                .with_backoff(Duration::from_secs(1), MAX_BACKOFF + Duration::from_secs(1)),
+            "invalid maxBackoff `61s`: must be at most 1m",
+        ),
+        (
             PrometheusSource::builder("http://x").with_latency_scale(f64::NAN),
             "latencyScale",
         ),
@@ -724,6 +729,7 @@ fn build_checks_every_setting() {
     // The limits themselves, and no backoff when nothing is retried, are fine.
     for builder in [
         PrometheusSource::builder("http://x").with_retries(MAX_RETRIES),
+        PrometheusSource::builder("http://x").with_backoff(MAX_BACKOFF, MAX_BACKOFF),
         PrometheusSource::builder("http://x")
             .with_retries(0)
             .with_backoff(Duration::ZERO, Duration::ZERO),
