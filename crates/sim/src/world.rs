@@ -332,10 +332,12 @@ impl SimWorld {
     }
 
     /// Sets how `version` behaves. Refused (changing nothing) once a track has run that
-    /// version, since that would rewrite what was already observed.
+    /// version, since that would rewrite what was already observed. Errors name the profile
+    /// by its path in the config (`simConfig.profiles.2.0.0.errorRate`), as loading does.
     pub fn set_profile(&self, version: semver::Version, profile: VersionProfile) -> Result<()> {
         let mut state = self.lock();
-        profile.validate(&format!("profiles.{version}"))?;
+        let field = format!("simConfig.profiles.{version}");
+        profile.validate(&field)?;
         let ran = state
             .fleet
             .values()
@@ -343,7 +345,7 @@ impl SimWorld {
             .any(|inc| inc.version == version);
         if ran {
             return Err(Error::invalid(
-                format!("profiles.{version}"),
+                field,
                 &version,
                 "a track has already run this version; profiles are fixed once used",
             ));

@@ -594,6 +594,34 @@ async fn the_past_cannot_be_rewritten() {
     ));
 }
 
+/// A profile set while the world runs is refused with the path it has in the config
+/// (`simConfig.profiles.<version>`), as when the config is loaded, and changes nothing.
+#[tokio::test(start_paused = true)]
+async fn a_profile_set_at_run_time_is_refused_with_its_config_path() {
+    let world = fleet(SimConfig::new(24)).await;
+    let v9 = semver::Version::new(9, 0, 0);
+    let err = world
+        .set_profile(
+            v9.clone(),
+            VersionProfile::default().with_cpu(f64::NAN, 1.0),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invalid simConfig.profiles.9.0.0.cpuIdleCores `NaN`"),
+        "{err}"
+    );
+    assert_eq!(world.config(), SimConfig::new(24));
+    let err = world
+        .set_profile(semver::Version::new(1, 0, 0), VersionProfile::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("invalid simConfig.profiles.1.0.0 `1.0.0`"),
+        "{err}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_timeline_records_calls_at_their_virtual_times() {
     let world = fleet(SimConfig::new(25)).await;
