@@ -427,12 +427,17 @@ impl<P: Platform> Platform for ProxiedPlatform<P> {
             let mut tracks = self.tracks();
             let t = tracks.entry(spec.track().to_string()).or_default();
             t.generation += 1;
+            t.generation
+        };
+        // The track's state changes only once the platform has brought it up: a bring-up it
+        // refuses (the track runs already) must leave the running instances their readiness
+        // counts, and a retired track withheld.
+        let status = self.platform.bring_up(spec).await?;
+        if let Some(t) = self.tracks().get_mut(spec.track().as_str()) {
             t.retired = false;
             // New instances: none is listed before a read finds it ready.
             t.readiness.clear();
-            t.generation
-        };
-        let status = self.platform.bring_up(spec).await?;
+        }
         self.bind(spec.service())?;
         self.offer(&status, g);
         Ok(status)
@@ -926,6 +931,29 @@ mod tests {
         proxied.inner().0.lock().unwrap()[0].instances[0].readiness = ProbeStatus::Fail;
         proxied.status("web", &Track::Green).await.unwrap();
         assert!(router.endpoints("green").is_empty(), "1 withholds at once");
+        router.shutdown();
+    }
+
+    /// A bring-up the platform refuses (the track runs already) changes nothing: the running
+    /// instance keeps its count of readiness reads, so one unready read after it does not take
+    /// the track's only instance out of the proxy.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_bring_up_keeps_the_running_track_s_readiness_count() {
+        let a = SocketAddr::from(([127, 0, 0, 1], 10_051));
+        let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
+        let platform = SlowRetire {
+            addr: a,
+            retiring: Duration::ZERO,
+            running: Running::default(),
+        };
+        let proxied = ProxiedPlatform::new(platform, router.clone());
+        let spec = TrackSpec::new("web", "1.0.0", Track::Green, 1).unwrap();
+        proxied.bring_up(&spec).await.unwrap();
+        assert_eq!(router.endpoints("green"), [a]);
+        assert!(proxied.bring_up(&spec).await.is_err(), "the track runs");
+        proxied.inner().running.0.lock().unwrap()[0].instances[0].readiness = ProbeStatus::Fail;
+        proxied.status("web", &Track::Green).await.unwrap();
+        assert_eq!(router.endpoints("green"), [a], "one unready read");
         router.shutdown();
     }
 
