@@ -105,6 +105,17 @@ impl ProcessConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        // An empty path (an unset variable in a config template) names no directory: creating
+        // it "succeeds", and the logs or locks land in whatever directory the process runs in,
+        // where processes deploying from elsewhere never see the locks.
+        for (field, dir) in [
+            ("processConfig.logDir", Some(&self.log_dir)),
+            ("processConfig.lockDir", self.lock_dir.as_ref()),
+        ] {
+            if dir.is_some_and(|d| d.as_os_str().is_empty()) {
+                return Err(Error::invalid(field, "", "must name a directory"));
+            }
+        }
         self.log_rotation.validate()?;
         // A path no request can carry would fail every readiness check, reported as the
         // instances' fault rather than the configuration's.
@@ -921,6 +932,28 @@ mod tests {
                 .to_string();
             assert!(err.contains(named), "{json}: {err}");
         }
+    }
+
+    /// An empty directory (an unset variable in a config template) would put the logs, or the
+    /// locks, in whatever directory the process runs in.
+    #[test]
+    fn an_empty_log_or_lock_directory_is_refused_naming_it() {
+        for (json, named) in [
+            (r#"{"logDir": ""}"#, "processConfig.logDir ``"),
+            (
+                r#"{"logDir": "x", "lockDir": ""}"#,
+                "processConfig.lockDir ``",
+            ),
+        ] {
+            let err = serde_json::from_str::<ProcessConfig>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(named), "{json}: {err}");
+        }
+        let err = ProcessPlatform::new(ProcessConfig::new(""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processConfig.logDir"), "{err}");
     }
 
     #[test]
