@@ -301,6 +301,35 @@ fn a_state_whose_errors_gate_holds_evidence_no_error_made_is_refused() {
     assert!(restore(state).is_ok());
 }
 
+/// Each error moves the errors' gate's log likelihood ratio by at most `ln(detectableRatio)`
+/// (`ln 2` here), either way: a ratio beyond what the errors counted can carry is evidence
+/// they never made, and would pass the gate at once.
+#[test]
+fn a_state_whose_errors_gate_holds_more_evidence_than_its_errors_carry_is_refused() {
+    let (policy, saved) = paced_state();
+    let restore = |state: serde_json::Value| {
+        let state: ControllerState = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        Ctl::from_parts(policy.clone(), vec![judge()], state).map_err(|e| e.to_string())
+    };
+    let mut state = saved.clone();
+    state["stepErrors"] = json!(3);
+    // Three errors carry at most 3 ln 2 ≈ 2.08 either way.
+    for ok in [-2.0, 2.0] {
+        state["stepLogLr"] = json!(ok);
+        assert!(restore(state.clone()).is_ok(), "{ok}");
+    }
+    for beyond in [-50.0, 50.0] {
+        state["stepLogLr"] = json!(beyond);
+        let e = restore(state.clone()).expect_err("a ratio beyond its errors was taken");
+        assert!(
+            e.contains("state.stepLogLr")
+                && e.contains(&beyond.to_string())
+                && e.contains("stepErrors"),
+            "{e}"
+        );
+    }
+}
+
 #[test]
 fn a_state_whose_latency_gate_holds_a_shift_no_batch_made_is_refused() {
     let (policy, saved) = paced_state();

@@ -540,6 +540,24 @@ impl<J: Judge> CanaryController<J> {
             ));
         }
         state.check()?;
+        // Each error moves the errors' gate's ratio by at most `ln r` either way (a canary
+        // error by `ln r − ln(1 + ρ(r − 1))`, a baseline one by `−ln(1 + ρ(r − 1))`): a ratio
+        // beyond what the errors counted can carry is evidence never gathered, and would
+        // raise the weight on it.
+        if let Some(r) = policy.pacing.as_ref().and_then(|p| p.detectable_ratio) {
+            let most = state.step_errors as f64 * r.ln();
+            if state.step_log_lr.abs() > most * (1.0 + 1e-9) {
+                return Err(Error::invalid_input(
+                    "state.stepLogLr",
+                    state.step_log_lr,
+                    format!(
+                        "is beyond what the errors counted at the weight (stepErrors {}) can \
+                         carry: each moves it by at most ln({r}) either way, so at most {most}",
+                        state.step_errors
+                    ),
+                ));
+            }
+        }
         Ok(CanaryController {
             policy,
             judges,
