@@ -275,6 +275,30 @@ fn a_state_whose_pacing_evidence_no_rollout_gathers_is_refused_naming_the_field(
     }
 }
 
+/// A batch's variance is a spread's upper bound, never below the sketch's rounding of a log
+/// (`0.01² / 3`): one far below it would weigh the batch as no latencies could, and one batch
+/// would pass the gate at once.
+#[test]
+fn a_state_whose_open_latency_batch_has_a_variance_below_the_sketch_s_rounding_is_refused() {
+    let (policy, saved) = paced_state();
+    let restore = |state: serde_json::Value| {
+        let state: ControllerState = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        Ctl::from_parts(policy.clone(), vec![judge()], state).map_err(|e| e.to_string())
+    };
+    for field in ["baselineVariance", "canaryVariance"] {
+        let mut state = saved.clone();
+        state["stepLatency"]["open"][field] = json!(1e-12);
+        let e = restore(state.clone()).expect_err(&format!("{field} 1e-12 was taken"));
+        assert!(
+            e.contains(&format!("state.stepLatency.open.{field}"))
+                && e.contains(&1e-12f64.to_string()),
+            "{e}"
+        );
+        state["stepLatency"]["open"][field] = json!(4e-5);
+        assert!(restore(state).is_ok(), "{field}");
+    }
+}
+
 #[test]
 fn a_state_whose_errors_gate_holds_evidence_no_error_made_is_refused() {
     let (policy, saved) = paced_state();

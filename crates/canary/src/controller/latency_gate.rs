@@ -64,7 +64,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serin_signals::{Metric, Timestamp, Window};
 
-use crate::sequential::{LogMoments, Scatter, Spread};
+use crate::sequential::{LogMoments, MIN_LOG_VARIANCE, Scatter, Spread};
 use crate::{Error, Result};
 
 /// The degrees of freedom each arm's pooled spread of log latencies needs before batches
@@ -210,8 +210,8 @@ struct Batch {
 impl LatencyEvidence {
     /// Refuses evidence the gate never gathers (an edited or damaged record), naming the field
     /// under `path`, its value and why. A negative spread would floor each batch's variance at
-    /// the sketch's rounding, and a negative precision or a batch variance at or below 0 would
-    /// weigh batches as no latencies could: the gate could pass on evidence it never had and
+    /// the sketch's rounding, and a negative precision or a batch variance below that rounding
+    /// would weigh batches as no latencies could: the gate could pass on evidence it never had and
     /// raise the weight.
     pub(crate) fn check(&mut self, path: &str) -> Result<()> {
         self.scatter.restore(&format!("{path}.scatter"))?;
@@ -249,12 +249,16 @@ impl LatencyEvidence {
                 ("baselineVariance", open.baseline_variance),
                 ("canaryVariance", open.canary_variance),
             ] {
-                if !(v.is_finite() && v > 0.0) {
+                // Below the sketch's rounding, the batch would weigh as no latencies could,
+                // and pass the gate at once.
+                if !(v.is_finite() && v >= MIN_LOG_VARIANCE) {
                     return Err(Error::invalid_input(
                         format!("{path}.{field}"),
                         v,
-                        "must be a finite variance > 0: the gate takes it from a spread's upper \
-                         bound, never below the sketch's rounding",
+                        format!(
+                            "must be a finite variance >= {MIN_LOG_VARIANCE:e}: the gate takes it \
+                             from a spread's upper bound, never below the sketch's rounding"
+                        ),
                     ));
                 }
             }

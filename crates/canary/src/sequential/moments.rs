@@ -228,7 +228,7 @@ const VARIANCE_BOUND_Z: f64 = 0.5;
 
 /// The smallest per-value variance of a log latency: the sketch's rounding alone, uniform
 /// within `±0.01`.
-const MIN_LOG_VARIANCE: f64 = SKETCH_LOG_ERROR * SKETCH_LOG_ERROR / 3.0;
+pub(crate) const MIN_LOG_VARIANCE: f64 = SKETCH_LOG_ERROR * SKETCH_LOG_ERROR / 3.0;
 
 /// Running within-batch squares and degrees of freedom of one arm.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
