@@ -330,6 +330,20 @@ impl Pacing {
         }
         if let Some(l) = &self.latency {
             l.validate(&format!("{path}.latency"))?;
+            // A metric gives counts or latency sketches, never both (only a custom metric can
+            // pass both checks above): one of the two gates would never gather anything.
+            if self.detectable_ratio.is_some() && l.metric == self.metric {
+                return Err(Error::invalid_config(
+                    format!("{path}.latency.metric"),
+                    &l.metric,
+                    format!(
+                        "is {path}.metric too: the errors' gate reads it as request and error \
+                         counts and the latency gate as latency sketches, and a metric gives one \
+                         or the other, so one gate would never pass and would hold a healthy \
+                         canary until its deadline rolled it back; give each gate its own metric"
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -986,6 +1000,30 @@ mod tests {
         };
         p.validate("pacing").unwrap();
         assert!(p.budget_weight(50, 50, (4_001, 21)).is_some_and(|w| w > 0));
+    }
+
+    /// One metric gives either counts or latency sketches: with both gates on the same
+    /// (custom) metric, one of them never gathers anything and holds a healthy canary until
+    /// its deadline rolls it back.
+    #[test]
+    fn both_gates_on_one_metric_are_refused_naming_the_latency_metric() {
+        let p: Pacing =
+            serde_json::from_str(r#"{"metric": "http", "latency": {"metric": "http"}}"#).unwrap();
+        let msg = p.validate("pacing").unwrap_err().to_string();
+        assert!(
+            msg.contains("pacing.latency.metric `http`") && msg.contains("pacing.metric"),
+            "{msg}"
+        );
+        // On latency alone, or each gate on its own metric: taken.
+        let alone: Pacing = serde_json::from_str(
+            r#"{"detectableRatio": null, "metric": "http", "latency": {"metric": "http"}}"#,
+        )
+        .unwrap();
+        assert!(alone.validate("pacing").is_ok());
+        let apart: Pacing =
+            serde_json::from_str(r#"{"metric": "http", "latency": {"metric": "http_ms"}}"#)
+                .unwrap();
+        assert!(apart.validate("pacing").is_ok());
     }
 
     #[test]
