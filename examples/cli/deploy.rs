@@ -624,7 +624,18 @@ async fn plan_of(ctx: &Ctx, config: DeploymentConfig) -> Result<Exit, CliError> 
     if let Some(backup) = hooks::backup(&ctx.global, &ctx.env, &states, hooks::Use::List)? {
         builder = builder.backup(backup);
     }
-    let plans = builder.build().plan(&config).await?;
+    let mut plans = builder.build().plan(&config).await?;
+    // The copy's lock stands for the state directory's: its refusal says what to do here, as
+    // the deployment's own would, not the orchestrator's `resume` or `abandon`, which this
+    // command line does not have.
+    if holder.is_some() {
+        let refused = format!("start: REFUSED — {}", states.in_use());
+        for step in plans.iter_mut().flat_map(|p| p.steps.iter_mut()) {
+            if step.starts_with("start: REFUSED") {
+                step.clone_from(&refused);
+            }
+        }
+    }
     let blocked = plans
         .iter()
         .any(|p| p.steps.iter().any(|s| s.starts_with("validation: BLOCKED")));

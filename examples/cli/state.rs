@@ -310,16 +310,22 @@ impl StateDir {
                     std::thread::sleep(LOCK_RETRY);
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(CliError::backend(format!(
-                        "state directory {} is in use by another command{}: wait for its end, \
-                         or use another --state-dir",
-                        self.dir.display(),
-                        self.holder_text()
-                    )));
+                    return Err(CliError::backend(self.in_use()));
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(self.lock_failed(e)),
             }
         }
+    }
+
+    /// Why a command that changes what runs is refused while the directory is held: by whom,
+    /// and what to do instead.
+    pub fn in_use(&self) -> String {
+        format!(
+            "state directory {} is in use by another command{}: wait for its end, or use \
+             another --state-dir",
+            self.dir.display(),
+            self.holder_text()
+        )
     }
 
     /// Whether `file` is still the directory's lock file.

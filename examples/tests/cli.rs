@@ -825,7 +825,9 @@ fn hold_state_dir(dir: &Path) -> std::fs::File {
 }
 
 /// While a deployment holds the state directory, the dry run says that a start would be
-/// refused, naming the holder, and exits as the deployment itself would (4).
+/// refused, naming the holder and what to do as the deployment's own refusal does (never a
+/// `resume` or `abandon` this command line does not have), and exits as the deployment itself
+/// would (4).
 #[test]
 fn a_dry_run_marks_the_start_refused_while_another_command_holds_the_state_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -843,7 +845,12 @@ fn a_dry_run_marks_the_start_refused_while_another_command_holds_the_state_direc
             .assert()
             .code(4)
             .stdout(predicate::str::contains("start: REFUSED"))
-            .stdout(predicate::str::contains("deploy of 1.1.0` (process 4242)"));
+            .stdout(predicate::str::contains(
+                "in use by another command (process 4242: deploy of 1.1.0): wait for its end, \
+                 or use another --state-dir",
+            ))
+            .stdout(predicate::str::contains("resume").not())
+            .stdout(predicate::str::contains("abandon").not());
     }
     drop(held);
     sim(d)
