@@ -20,7 +20,7 @@ use crate::cli::backend::Stack;
 use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
 use crate::cli::hooks;
-use crate::cli::interrupt::{Interrupts, forced_message};
+use crate::cli::interrupt::{Interrupts, forced_message, invocation};
 use crate::cli::settings::service_of;
 use crate::cli::state::{Behaviour, RunState, StateDir, StateLock};
 use crate::cli::ui::Ui;
@@ -310,6 +310,7 @@ async fn run_to_end(
     *interrupts = Interrupts::listen(
         ctx.ui,
         forced_message(
+            &invocation(&ctx.global),
             &ctx.global.state_dir,
             &config.version,
             state.current.as_ref().map(|r| &r.version),

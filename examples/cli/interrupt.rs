@@ -18,6 +18,7 @@ use indicatif::ProgressBar;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::cli::args::{BackendKind, Global};
 use crate::cli::exit::Exit;
 use crate::cli::hooks::FLUSH_BOUND;
 use crate::cli::ui::Ui;
@@ -41,10 +42,50 @@ pub fn on_signal(n: u32) -> OnSignal {
     }
 }
 
+/// `serin-cli` with the options of `global` that choose the record and the service a command
+/// reads (`--backend`, `--state-dir`, `--config`, `--env-file`), as given: the commands a
+/// message advises need them, or they would read another state directory (`.serin`), or be
+/// refused this one's backend or service.
+pub fn invocation(global: &Global) -> String {
+    let mut cli = "serin-cli".to_owned();
+    if global.backend != BackendKind::Local {
+        cli.push_str(" --backend sim");
+    }
+    let options = [
+        ("--state-dir", Some(global.state_dir.as_path())),
+        ("--config", global.config.as_deref()),
+        ("--env-file", global.env_file.as_deref()),
+    ];
+    for (flag, path) in options {
+        match path {
+            Some(p) if flag != "--state-dir" || p != Path::new(".serin") => {
+                cli.push_str(&format!(" {flag} {}", quoted(&p.display().to_string())));
+            }
+            _ => {}
+        }
+    }
+    cli
+}
+
+/// `text` as a shell word: as it is when it needs no quoting, else in single quotes.
+fn quoted(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=,@%".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// What is left when a second signal quits a deployment of `version` (a rollback when
 /// `is_rollback`) that started from `recorded` (the version `state.json` names as running,
-/// none before the first install), and how to go on.
+/// none before the first install), and how to go on with `cli`, the command line's
+/// [`invocation`].
 pub fn forced_message(
+    cli: &str,
     state_dir: &Path,
     version: &semver::Version,
     recorded: Option<&semver::Version>,
@@ -59,22 +100,22 @@ pub fn forced_message(
     let mut text = format!(
         "interrupted again: quitting at once, without waiting for the {what} of {version} to \
          finish rolling back. It may be left half-switched (part of the traffic on {version}) \
-         and stays unfinished in the journal ({dir}/journal.jsonl): `serin-cli status` shows it \
-         as interrupted and `serin-cli logs` shows how far it got. "
+         and stays unfinished in the journal ({dir}/journal.jsonl): `{cli} status` shows it \
+         as interrupted and `{cli} logs` shows how far it got. "
     );
     let again = if is_rollback {
-        format!("serin-cli rollback --to-version {version}")
+        format!("{cli} rollback --to-version {version}")
     } else {
-        format!("serin-cli deploy --version {version}")
+        format!("{cli} deploy --version {version}")
     };
     match recorded {
         Some(r) => text.push_str(&format!(
             "{dir}/state.json still records {r} as what runs: the next command brings {r} back \
-             up with all the traffic (`serin-cli health-check` does so and checks it); then \
+             up with all the traffic (`{cli} health-check` does so and checks it); then \
              `{again}` tries the {what} again."
         )),
         None => text.push_str(&format!(
-            "Nothing was recorded as running in {dir}/state.json: `serin-cli deploy --version \
+            "Nothing was recorded as running in {dir}/state.json: `{cli} deploy --version \
              {version}` installs it afresh."
         )),
     }
@@ -241,7 +282,14 @@ mod tests {
     #[test]
     fn a_forced_quit_says_what_is_left_and_how_to_go_on() {
         let v = |s: &str| semver::Version::parse(s).expect("version");
-        let text = forced_message(Path::new(".serin"), &v("1.2.0"), Some(&v("1.1.0")), false);
+        let cli = "serin-cli";
+        let text = forced_message(
+            cli,
+            Path::new(".serin"),
+            &v("1.2.0"),
+            Some(&v("1.1.0")),
+            false,
+        );
         for part in [
             "deployment of 1.2.0",
             "half-switched",
@@ -251,13 +299,65 @@ mod tests {
         ] {
             assert!(text.contains(part), "{part}: {text}");
         }
-        let text = forced_message(Path::new(".serin"), &v("1.0.0"), Some(&v("1.1.0")), true);
+        let text = forced_message(
+            cli,
+            Path::new(".serin"),
+            &v("1.0.0"),
+            Some(&v("1.1.0")),
+            true,
+        );
         assert!(
             text.contains("rollback of 1.0.0")
                 && text.contains("serin-cli rollback --to-version 1.0.0"),
             "{text}"
         );
-        let text = forced_message(Path::new(".serin"), &v("1.0.0"), None, false);
+        let text = forced_message(cli, Path::new(".serin"), &v("1.0.0"), None, false);
         assert!(text.contains("installs it afresh"), "{text}");
+    }
+
+    /// The commands a forced quit advises read the same record: with the options that chose
+    /// the backend, the state directory, the config and the environment file.
+    #[test]
+    fn the_advised_commands_carry_the_options_that_chose_the_record() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            crate::cli::args::Cli::try_parse_from(args)
+                .expect("flags")
+                .global
+        };
+        let global = parse(&[
+            "serin-cli",
+            "--backend",
+            "sim",
+            "--state-dir",
+            "runs/my state",
+            "--config",
+            "deploy.yaml",
+            "deploy",
+            "--version",
+            "1.2.0",
+        ]);
+        let cli = invocation(&global);
+        assert_eq!(
+            cli,
+            "serin-cli --backend sim --state-dir 'runs/my state' --config deploy.yaml"
+        );
+        let v = |s: &str| semver::Version::parse(s).expect("version");
+        let text = forced_message(
+            &cli,
+            &global.state_dir,
+            &v("1.2.0"),
+            Some(&v("1.1.0")),
+            false,
+        );
+        for part in [
+            &format!("`{cli} status`"),
+            &format!("`{cli} health-check`"),
+            &format!("`{cli} deploy --version 1.2.0`"),
+        ] {
+            assert!(text.contains(part.as_str()), "{part}: {text}");
+        }
+        let plain = parse(&["serin-cli", "status"]);
+        assert_eq!(invocation(&plain), "serin-cli");
     }
 }

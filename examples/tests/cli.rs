@@ -2294,6 +2294,13 @@ fn a_second_signal_during_a_simulated_deployment_s_backup_quits_at_once() {
         took < std::time::Duration::from_secs(1),
         "quit {took:?} after the second signal"
     );
+    // What it advises runs on the simulated fleet, whose record the local backend refuses.
+    for advice in [
+        "`serin-cli --backend sim health-check`",
+        "`serin-cli --backend sim deploy --version 1.1.0`",
+    ] {
+        assert!(stderr.contains(advice), "{advice}: {stderr}");
+    }
 }
 
 /// Once a deployment has ended and is recorded, a signal during the cleanup (here: waiting on
