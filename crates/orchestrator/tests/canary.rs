@@ -193,9 +193,9 @@ async fn an_absolute_threshold_rolls_back_through_its_trigger() {
 
 #[tokio::test(start_paused = true)]
 async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
-    // Waiting for an approval that never comes, or for a metrics window longer than the
-    // whole deployment may take: the wait ends at the deadline. (Timed pauses that outlast it,
-    // each lasting whole windows, are refused when the config is loaded.)
+    // Waiting for an approval that never comes: the wait ends at the deadline. (Timed pauses
+    // that outlast it, each lasting whole windows, and a metrics window longer than the whole
+    // deployment may take, are refused when the config is loaded.)
     for window in [Duration::from_secs(10), Duration::from_secs(3_600)] {
         let (world, _traffic) = World::serving(0.005, 0.005).await;
         let mut config = canary_config("1.1.0");
@@ -210,6 +210,21 @@ async fn a_canary_that_cannot_finish_in_time_is_rolled_back_at_the_deadline() {
             .chain([Step::SetWeight(40), Step::Pause(Pause::default())]);
         support::written_steps(&mut config, steps.collect());
         config.canary_config.metrics_window = window;
+        if window >= config.max_deployment_duration {
+            let err = world
+                .orchestrator()
+                .run(&config)
+                .await
+                .expect_err("a window read only after the deadline")
+                .to_string();
+            assert!(
+                err.contains("canaryConfig.metricsWindow `1h`")
+                    && err.contains("maxDeploymentDuration"),
+                "{err}"
+            );
+            world.assert_live(Track::Stable, "1.0.0").await;
+            continue;
+        }
         let report = world.deploy(&config).await;
         let reason = rollback_reason(&report);
         assert!(reason.contains("maxDeploymentDuration"), "{reason}");

@@ -680,8 +680,45 @@ impl DeploymentConfig {
         ) {
             self.check_pauses_fit("maxDeploymentDuration", max)?;
             self.check_pauses_fit("canaryConfig.maxDuration", self.canary_config.max_duration)?;
+            self.check_first_read_fits("maxDeploymentDuration", max)?;
+            self.check_first_read_fits(
+                "canaryConfig.maxDuration",
+                self.canary_config.max_duration,
+            )?;
         }
         Ok(())
+    }
+
+    /// Refuses a `bound` (at `field`) that comes before the canary's first read: the end of
+    /// its first `canaryConfig.metricsWindow`, `monitoring.readDelay` later. A timed pause
+    /// lasts whole windows, so [`check_pauses_fit`](Self::check_pauses_fit) already keeps one
+    /// window within the bound; steps with only indefinite pauses and analysis steps have no
+    /// timed pause, and nothing else would: the deadline would come before any window was
+    /// read, and every canary, unjudged, would be rolled back.
+    fn check_first_read_fits(&self, field: &str, bound: Duration) -> Result<()> {
+        let window = self.canary_config.metrics_window;
+        let read_delay = self.monitoring.read_delay;
+        if window.saturating_add(read_delay) < bound {
+            return Ok(());
+        }
+        let delay = if read_delay.is_zero() {
+            String::new()
+        } else {
+            format!(
+                ", read monitoring.readDelay {} after it ends",
+                human(read_delay)
+            )
+        };
+        Err(Error::invalid(
+            "canaryConfig.metricsWindow",
+            human(window),
+            format!(
+                "must be shorter than {field} ({}): the canary's first window{delay} would be \
+                 read only at or after that deadline, so every canary would be rolled back \
+                 before any of its data was judged; shorten metricsWindow or raise {field}",
+                human(bound)
+            ),
+        ))
     }
 
     /// Refuses a `bound` (at `field`) not longer than the canary's timed pauses together plus
@@ -1381,6 +1418,37 @@ maxDeploymentDuration: 2h
             .expect_err("95 minutes of pauses")
             .to_string();
         assert!(err.contains("canaryConfig.maxDuration"), "{err}");
+    }
+
+    #[test]
+    fn a_metrics_window_not_shorter_than_max_duration_is_refused_without_timed_pauses() {
+        let load = |canary: &str| {
+            DeploymentConfig::from_json(&format!(
+                r#"{{"strategy":"canary","version":"1.0.0","targetServices":["web"],
+                    "canaryConfig":{canary}}}"#
+            ))
+        };
+        // Without a timed pause, nothing else bounds the window: its first read would come at
+        // or after the deadline, so every canary would be rolled back unjudged.
+        for steps in [
+            r#"[{"setWeight":10},{"pause":{}}]"#,
+            r#"[{"setWeight":10},{"analysis":{"duration":"5m"}}]"#,
+        ] {
+            let err = load(&format!(
+                r#"{{"maxDuration":"10m","metricsWindow":"10m","steps":{steps}}}"#
+            ))
+            .expect_err(steps)
+            .to_string();
+            assert!(
+                err.contains("canaryConfig.metricsWindow `10m`")
+                    && err.contains("canaryConfig.maxDuration (10m)"),
+                "{err}"
+            );
+        }
+        load(
+            r#"{"maxDuration":"10m","metricsWindow":"5m","steps":[{"setWeight":10},{"pause":{}}]}"#,
+        )
+        .expect("a window read before the deadline");
     }
 
     #[test]
