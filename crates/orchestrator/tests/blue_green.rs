@@ -148,6 +148,39 @@ async fn the_dry_run_promises_pre_checks_only_where_a_version_runs() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_dry_run_names_the_switch_as_the_config_writes_it() {
+    let world = world_on_blue().await;
+    let switch = |plan: &serin_orchestrator::DeploymentPlan| {
+        plan.steps
+            .iter()
+            .find(|s| s.starts_with("switch traffic"))
+            .cloned()
+            .expect("a switch step")
+    };
+    let gradual = world
+        .plan(&blue_green_config("1.1.0", TrafficStrategyKind::Gradual))
+        .await;
+    let step = switch(&gradual);
+    assert!(
+        step.contains("(gradual: trafficIncrement 25% every trafficInterval 30s, 4 step(s))"),
+        "{step}"
+    );
+    let mut weighted = blue_green_config("1.1.0", TrafficStrategyKind::Weighted);
+    weighted.blue_green_config.weights = vec![10.0, 40.0];
+    weighted.blue_green_config.traffic_interval = std::time::Duration::from_secs(120);
+    let step = switch(&world.plan(&weighted).await);
+    assert!(
+        step.contains("(weighted: weights [10, 40] each held trafficInterval 2m, 3 step(s))"),
+        "{step}"
+    );
+    let immediate = world
+        .plan(&blue_green_config("1.1.0", TrafficStrategyKind::Immediate))
+        .await;
+    let step = switch(&immediate);
+    assert!(step.contains("(immediate, 1 step(s))"), "{step}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_blocked_upgrade_stops_at_validation_with_the_explanation() {
     let world = world_on_blue().await;
     let (validator, fleet) = yanking_validator();

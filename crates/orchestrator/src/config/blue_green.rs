@@ -211,6 +211,28 @@ impl BlueGreenConfig {
         Ok((plan.total_hold(), from))
     }
 
+    /// The switch as the config writes it, for the dry run: the strategy's name and the
+    /// settings it reads (`gradual: trafficIncrement 25% every trafficInterval 30s`), so that
+    /// a reader finds in the plan the words of the file.
+    pub(crate) fn switch_as_written(&self) -> String {
+        let interval = human(self.traffic_interval);
+        match self.traffic_strategy {
+            TrafficStrategyKind::Immediate => "immediate".to_owned(),
+            TrafficStrategyKind::Gradual => format!(
+                "gradual: trafficIncrement {}% every trafficInterval {interval}",
+                self.traffic_increment
+            ),
+            TrafficStrategyKind::Weighted => format!(
+                "weighted: weights [{}] each held trafficInterval {interval}",
+                self.weights
+                    .iter()
+                    .map(f64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
     pub(super) fn validate(&self) -> Result<()> {
         let path = "blueGreenConfig";
         replicas(&format!("{path}.replicasPerEnv"), self.replicas_per_env)?;

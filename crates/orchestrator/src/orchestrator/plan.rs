@@ -308,10 +308,10 @@ impl Orchestrator {
                         backends.router.name(),
                     )?;
                     steps.push(format!(
-                        "switch traffic {} -> {} ({:?}, {} step(s)), rollback triggers checked every {:?}",
+                        "switch traffic {} -> {} ({}, {} step(s)), rollback triggers checked every {:?}",
                         old.track,
                         to.track,
-                        bg.traffic_strategy,
+                        bg.switch_as_written(),
                         plan.len(),
                         config.monitoring.check_interval
                     ));
