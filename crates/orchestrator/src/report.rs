@@ -196,7 +196,8 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "deployment {} ({})", self.deployment, self.strategy)?;
         match (&self.environment, &self.namespace) {
-            (Some(env), Some(ns)) => writeln!(f, "  environment: {env}, namespace {ns}")?,
+            // Each label is written `name: value`, beside the other as alone.
+            (Some(env), Some(ns)) => writeln!(f, "  environment: {env}, namespace: {ns}")?,
             (Some(env), None) => writeln!(f, "  environment: {env}")?,
             (None, Some(ns)) => writeln!(f, "  namespace: {ns}")?,
             (None, None) => {}
@@ -360,9 +361,22 @@ mod tests {
         assert_eq!(Report::from_json(&json).expect("back"), report);
         let text = report.to_string();
         assert!(
-            text.contains("environment: prod, namespace payments"),
+            text.contains("  environment: prod, namespace: payments\n"),
             "{text}"
         );
+        // Each label reads the same alone as beside the other.
+        let mut alone = named.clone();
+        alone.state.config.environment = None;
+        let text = Report::from_records(&[first.clone(), alone])
+            .expect("report")
+            .to_string();
+        assert!(text.contains("  namespace: payments\n"), "{text}");
+        let mut alone = named.clone();
+        alone.state.config.namespace = None;
+        let text = Report::from_records(&[first.clone(), alone])
+            .expect("report")
+            .to_string();
+        assert!(text.contains("  environment: prod\n"), "{text}");
         // A blank one (`ENVIRONMENT=` in CI) names none, as in notifications.
         named.state.config.environment = Some("  ".into());
         named.state.config.namespace = Some(String::new());
