@@ -451,7 +451,43 @@ impl DeploymentConfig {
         self.check_no_dead_fields()?;
         self.check_labels()?;
         self.check_channel_events()?;
+        self.check_triggers_fresh()?;
         self.check_waits_fit()
+    }
+
+    /// Refuses a trigger on metrics whose `staleAfter` is not longer than
+    /// `monitoring.readDelay`, when a config is loaded (not when one is read back from a
+    /// journal, as [`check_no_dead_fields`](Self::check_no_dead_fields)). Each metrics window
+    /// is read `readDelay` after its end, the instant its data is dated: the data is that old
+    /// when it comes, and older still once the read has taken any time, so the trigger would
+    /// find every window stale on arrival and ask for its `onMissingData` at every check,
+    /// whatever the version does. Probes are read as they are answered: a health-check
+    /// trigger's results are fresh.
+    fn check_triggers_fresh(&self) -> Result<()> {
+        let read_delay = self.monitoring.read_delay;
+        for (i, t) in self.triggers.iter().enumerate() {
+            let stale_after = match t {
+                TriggerConfig::MetricThreshold(c) => c.stale_after,
+                TriggerConfig::ErrorSpike(c) => c.stale_after,
+                TriggerConfig::ResourceUsage(c) => c.stale_after,
+                TriggerConfig::HealthCheck(_) | TriggerConfig::DependencyFailure(_) => continue,
+            };
+            if stale_after <= read_delay {
+                return Err(Error::invalid(
+                    format!("triggers[{i}].staleAfter"),
+                    human(stale_after),
+                    format!(
+                        "must be longer than monitoring.readDelay ({}): each metrics window is \
+                         read that long after its end, so its data would already be stale when \
+                         it came and the trigger `{}` stale at every check; raise staleAfter \
+                         or lower readDelay",
+                        human(read_delay),
+                        t.id()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks that each notification channel resolves the alerts it opens, when a config is
@@ -1449,6 +1485,34 @@ maxDeploymentDuration: 2h
             r#"{"maxDuration":"10m","metricsWindow":"5m","steps":[{"setWeight":10},{"pause":{}}]}"#,
         )
         .expect("a window read before the deadline");
+    }
+
+    #[test]
+    fn a_metric_trigger_stale_before_its_window_is_read_is_refused() {
+        let load = |stale_after: &str| {
+            DeploymentConfig::from_yaml(&format!(
+                r#"
+strategy: canary
+version: 1.0.0
+targetServices: [web]
+monitoring: {{ checkInterval: 30s, readDelay: 10s }}
+triggers:
+  - {{ kind: healthCheck, id: probes, checkType: readiness, checkInterval: 5s, staleAfter: 5s }}
+  - {{ kind: metricThreshold, id: errors, metric: error_rate, operator: gt, value: 0.2,
+      staleAfter: {stale_after} }}
+"#
+            ))
+        };
+        // Probes are read as they are answered; each metrics window ten seconds after it ends,
+        // so its data is older than five seconds when it comes, and the trigger would be
+        // stale at every check.
+        let err = load("5s").expect_err("stale at every read").to_string();
+        assert!(
+            err.contains("triggers[1].staleAfter `5s`") && err.contains("monitoring.readDelay"),
+            "{err}"
+        );
+        load("10s").expect_err("stale once a read takes any time");
+        load("1m").expect("fresh at every read");
     }
 
     #[test]
