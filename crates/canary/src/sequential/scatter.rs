@@ -76,7 +76,31 @@ impl Scatter {
                 "must be a finite weighted mean of batch differences",
             ));
         }
+        // Every batch counted added a weight above 0: a count with no weight behind it (or a
+        // weight with no count) would pass the batch minimums of the gates that read `n` with
+        // no batch ever gathered.
+        if (self.n == 0) != (self.weight == 0.0) {
+            return Err(Error::invalid_input(
+                format!("{path}.weight"),
+                self.weight,
+                format!(
+                    "must be above 0 exactly when batches were counted, and n is {}",
+                    self.n
+                ),
+            ));
+        }
         let allowance = self.rounding_allowance();
+        // One batch (or none) has no scatter but what rounding leaves.
+        if self.n < 2 && self.sum_sq > allowance {
+            return Err(Error::invalid_input(
+                format!("{path}.sumSq"),
+                self.sum_sq,
+                format!(
+                    "must be 0 with {} batch(es): one batch has no scatter",
+                    self.n
+                ),
+            ));
+        }
         if !(self.sum_sq.is_finite() && self.sum_sq >= -allowance) {
             return Err(Error::invalid_input(
                 format!("{path}.sumSq"),
@@ -286,6 +310,32 @@ mod tests {
                 assert!(msg.contains(&format!("x.{field}")), "{msg}");
             }
         }
+        // Batches counted with no weight behind them, or scatter of a single batch.
+        for (r, field) in [
+            (Scatter { weight: 0.0, ..s }, "weight"),
+            (
+                Scatter {
+                    n: 0,
+                    weight: 2.0,
+                    ..s
+                },
+                "weight",
+            ),
+            (
+                Scatter {
+                    n: 10,
+                    weight: 0.0,
+                    mean: 0.0,
+                    sum_sq: 0.0,
+                },
+                "weight",
+            ),
+            (Scatter { n: 1, ..s }, "sumSq"),
+        ] {
+            let msg = { r }.restore("x").unwrap_err().to_string();
+            assert!(msg.contains(&format!("x.{field}")), "{msg}");
+        }
+        assert!(Scatter::default().restore("x").is_ok());
         let mut e = ErrorScatter {
             expected_canary: f64::NAN,
             ..ErrorScatter::default()
