@@ -13,7 +13,9 @@ pub struct NotificationChannel {
     pub kind: ChannelKind,
     /// Address, URL or channel name.
     pub destination: String,
-    /// Which events go there (all when empty).
+    /// Which categories of events go there. All when empty: every event the timeline records,
+    /// each weight change and analysis result (`progress`) and upgrade step (`step`) included,
+    /// so a channel that should hear less (an e-mail list, a pager) lists what it wants.
     #[serde(default)]
     pub events: Vec<NotifyOn>,
     /// The name of an environment variable holding the channel's secret (the webhook's
