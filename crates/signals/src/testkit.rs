@@ -111,11 +111,26 @@ fn close(got: u64, want: u64, tolerance: f64) -> bool {
     (g - w).abs() <= tolerance * w.max(1.0)
 }
 
+/// Asks `query` and checks that the answer describes it (its metric, track and window): the
+/// orchestrator takes an answer to another question for no answer at all, so a source whose
+/// answers carry another window or metric would never have them read, whatever they hold.
 async fn ask(source: &dyn MetricsSource, query: &MetricQuery) -> Observation {
-    match source.query(query).await {
+    let o = match source.query(query).await {
         Ok(o) => o,
         Err(e) => panic!("{}: query {query:?} failed: {e}", source.name()),
-    }
+    };
+    assert_describes(source, query, &o);
+    o
+}
+
+/// Panics unless `o` has the metric, track and window of `query`.
+fn assert_describes(source: &dyn MetricsSource, query: &MetricQuery, o: &Observation) {
+    assert_eq!(
+        (&o.metric, &o.track, o.window),
+        (&query.metric, &query.track, query.window),
+        "{}: the observation must describe the query (metric, track, window)",
+        source.name()
+    );
 }
 
 fn counts_of(source: &dyn MetricsSource, o: &Observation) -> Counts {
@@ -158,12 +173,6 @@ pub async fn check_counts_per_track(source: &dyn MetricsSource, fixture: &dyn Me
     for (track, want) in [(a, ca), (b, cb)] {
         let query = MetricQuery::new(Metric::ErrorRate, track, window);
         let o = ask(source, &query).await;
-        assert_eq!(
-            (&o.metric, &o.track, o.window),
-            (&query.metric, &query.track, query.window),
-            "{}: the observation must describe the query",
-            source.name()
-        );
         assert_counts(source, fixture, &o, want);
     }
 }
@@ -298,12 +307,7 @@ pub async fn check_range_steps(source: &dyn MetricsSource, fixture: &dyn Metrics
     // query window, hold it alone: steps that add up yet each report another's counts fail.
     let (mut total, mut later) = (Counts::default(), Counts::default());
     for o in &got {
-        assert_eq!(
-            o.track,
-            query.track,
-            "{}: range step on the wrong track",
-            source.name()
-        );
+        assert_describes(source, &query.with_window(o.window), o);
         match o.measurement {
             Measurement::Counts(c) => {
                 total = total.saturating_add(c);
@@ -387,7 +391,9 @@ pub async fn check_invalid_queries_refused(
     }
 }
 
-/// Runs every [`MetricsSource`] check in turn.
+/// Runs every [`MetricsSource`] check in turn. In every check, each answer must carry the
+/// metric, track and window it was asked for (a range step, its step's window), as the
+/// orchestrator reads an answer to another question as no data.
 pub async fn check_metrics_source_all(source: &dyn MetricsSource, fixture: &dyn MetricsFixture) {
     check_counts_per_track(source, fixture).await;
     check_no_data(source, fixture).await;
@@ -826,6 +832,34 @@ mod tests {
     async fn a_source_that_mixes_up_tracks_latency_fails_the_suite() {
         let fixture = InMemoryFixture::new();
         let source = OneTrack(Arc::clone(fixture.source()));
+        check_latency_quantiles(&source, &fixture).await;
+    }
+
+    /// Answers latency queries with the right sketch but dated over another window, as a source
+    /// that reports the span its samples cover rather than the window asked for would.
+    struct LatencyRedated(Arc<InMemorySource>);
+
+    #[async_trait]
+    impl MetricsSource for LatencyRedated {
+        fn name(&self) -> &str {
+            "latency-redated"
+        }
+        async fn query(&self, q: &MetricQuery) -> Result<Observation> {
+            let mut o = self.0.query(q).await?;
+            if q.metric == Metric::Latency {
+                o.window = Window::ending_at(q.window.end(), q.window.length() / 2);
+            }
+            Ok(o)
+        }
+    }
+
+    /// The orchestrator takes an answer to another question for no answer, so a source whose
+    /// latency answers are dated otherwise never has its latency read.
+    #[tokio::test]
+    #[should_panic(expected = "must describe the query")]
+    async fn a_source_that_dates_latency_otherwise_fails_the_suite() {
+        let fixture = InMemoryFixture::new();
+        let source = LatencyRedated(Arc::clone(fixture.source()));
         check_latency_quantiles(&source, &fixture).await;
     }
 
