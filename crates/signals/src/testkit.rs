@@ -538,7 +538,9 @@ pub async fn check_health_tracks_apart(source: &dyn HealthSource, fixture: &dyn 
 }
 
 /// Dependency probes are reported by name, and a track's probe summary is its worst instance,
-/// even when a better one was probed more recently.
+/// even when a better one was probed more recently: an unknown instance outranks a passing one,
+/// and a failing instance outranks an unknown one (a summary of `Unknown` while an instance
+/// fails would be read as missing data, not as the failure it is).
 pub async fn check_health_dependencies_and_instances(
     source: &dyn HealthSource,
     fixture: &dyn HealthFixture,
@@ -614,6 +616,27 @@ pub async fn check_health_dependencies_and_instances(
         order.windows(2).all(|w| w[0] <= w[1]),
         "{}: signals must be ordered by probe (readiness, liveness, startup, then dependencies \
          by name; see `probe_key`) then instance, got {order:?}",
+        source.name()
+    );
+    // The unknown instance was probed last, so a source that ranks unknown above a failure,
+    // or reports the newest instance result, hides the failing one.
+    let mixed = fixture.fresh_track("worst");
+    for (instance, status, when) in [
+        ("i-0", ProbeStatus::Fail, at),
+        ("i-1", ProbeStatus::Unknown, later),
+    ] {
+        put(
+            fixture,
+            HealthSignal::new(mixed.clone(), Probe::Liveness, status, when).with_instance(instance),
+        )
+        .await;
+    }
+    assert_eq!(
+        probe(source, &mixed, &Probe::Liveness)
+            .await
+            .map(|s| s.status),
+        Some(ProbeStatus::Fail),
+        "{}: liveness of {mixed}: a failing instance must outrank an unknown one",
         source.name()
     );
 }

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serin_signals::testkit::{self, HealthFixture, InMemoryFixture, InMemoryHealthFixture};
 use serin_signals::{
-    HealthSignal, HealthSource, MetricsSource, Probe, Result, Track, probe_key, worst_signal,
+    HealthSignal, HealthSource, MetricsSource, Probe, ProbeStatus, Result, Track, probe_key,
+    worst_signal,
 };
 
 #[tokio::test]
@@ -47,6 +48,8 @@ enum Flaw {
     Unordered,
     /// Summarises a probe by its newest instance result rather than its worst.
     NewestInstanceWins,
+    /// Ranks an unknown result as worse than a failed one.
+    UnknownOutranksFail,
 }
 
 /// A store of probe results with one flaw.
@@ -77,6 +80,14 @@ impl HealthSource for Store {
         let results = all.iter().filter(|s| &s.probe == probe);
         if self.flaw == Flaw::NewestInstanceWins {
             return Ok(results.max_by_key(|s| s.at).cloned());
+        }
+        if self.flaw == Flaw::UnknownOutranksFail {
+            let rank = |status| match status {
+                ProbeStatus::Pass => 0,
+                ProbeStatus::Fail => 1,
+                ProbeStatus::Unknown => 2,
+            };
+            return Ok(results.max_by_key(|s| (rank(s.status), s.at)).cloned());
         }
         Ok(worst_signal(results).cloned())
     }
@@ -133,5 +144,12 @@ async fn a_store_where_the_newest_instance_hides_a_worse_one_fails_the_suite() {
 #[should_panic(expected = "signals must be ordered by probe")]
 async fn a_store_that_lists_signals_out_of_order_fails_the_suite() {
     let store = Store::new(Flaw::Unordered);
+    testkit::check_health_source_all(&store, &store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a failing instance must outrank an unknown one")]
+async fn a_store_where_an_unknown_instance_hides_a_failing_one_fails_the_suite() {
+    let store = Store::new(Flaw::UnknownOutranksFail);
     testkit::check_health_source_all(&store, &store).await;
 }
