@@ -357,3 +357,23 @@ async fn notifications_answered_in_time_are_not_counted() {
     assert_eq!(o.notifications_timed_out(), 0);
     assert!(!silent.answered.lock().expect("answered").is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_during_a_post_upgrade_step_is_refused_as_the_old_version_is_retired() {
+    let (runner, world, o) = world_with(true).await;
+    let _traffic = world.spawn_traffic();
+    let handle = start_until_hung(&o, &runner).await;
+    let refused = bounded("the pause", handle.pause()).await;
+    let e = refused.expect_err("nothing is left to hold once the old version is retired");
+    assert!(e.to_string().contains("retired"), "{e}");
+    assert!(!handle.status().paused, "{:?}", handle.status());
+    let (_, report) = abort_to_end(&o, handle).await;
+    assert_succeeded(&report);
+    assert!(
+        !report
+            .timeline
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Paused)),
+        "no pause is journalled: {report}"
+    );
+}

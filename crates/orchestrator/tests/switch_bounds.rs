@@ -128,3 +128,28 @@ async fn health_signals_that_never_answer_in_the_switch_end_it_at_the_deadline()
     assert!(s.health.stall.dropped() >= 1, "the call was dropped");
     s.world.assert_live(Track::Stable, "1.0.0").await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_held_behind_an_abort_by_a_hung_read_is_refused_in_the_rollback() {
+    let s = setup().await;
+    let h = s.o.start(&config(), SERVICE).await.expect("start");
+    support::until_weight(&h, 25.0).await;
+    s.metrics.hang.store(true, Ordering::SeqCst);
+    s.metrics.stall.until_hung().await;
+    let (aborted, paused) =
+        bounded("the commands", async { tokio::join!(h.abort(), h.pause()) }).await;
+    aborted.expect("the abort rolls back");
+    let e = paused.expect_err("a rollback cannot be paused");
+    assert!(e.to_string().contains("rolling back"), "{e}");
+    let report = bounded("the deployment", h.wait()).await.expect("report");
+    println!("{report}");
+    assert!(rollback_reason(&report).contains("aborted by an operator"));
+    assert!(
+        !report
+            .timeline
+            .iter()
+            .any(|e| matches!(e.kind, serin_orchestrator::EventKind::Paused)),
+        "no pause is journalled in the rollback: {report}"
+    );
+    s.world.assert_live(Track::Stable, "1.0.0").await;
+}

@@ -61,7 +61,9 @@ pub enum Operation {
     /// Hold: no weight changes until resumed (triggers keep watching). A promotion whose track
     /// grows to full size keeps the new version at its canary share until the resume (or the
     /// deadline, which rolls back): giving it all traffic is the rollout progressing. After
-    /// promotion, a pause keeps the old version warm past `keepOldWarmFor`.
+    /// promotion, a pause keeps the old version warm past `keepOldWarmFor`. Refused while
+    /// rolling back and once the old version is retired (during the post-upgrade steps), where
+    /// it would hold nothing.
     Pause,
     /// Carry on after a pause (also ends an indefinite canary pause step the canary has
     /// reached; one it has not reached yet, a first step or the step after a weight not yet in
@@ -1000,6 +1002,24 @@ impl Runner {
         let id = self.state.id.clone();
         match op {
             Operation::Pause => {
+                // A pause holds weights, or the old version warm: a rollback (whose switch back
+                // must not wait) and a deployment past the old version's retire (which only
+                // finishes forward) have neither, so it is refused there rather than journalled
+                // and announced as if it held anything. Commands a watch's read held behind an
+                // abort reach the rollback so (see `serve_waiting`).
+                let why = match self.state.stage {
+                    Stage::RollingBack | Stage::Done => Some(
+                        "the deployment is already over or rolling back: nothing is left to hold",
+                    ),
+                    _ if self.state.old_retired => Some(
+                        "the old version is retired: the deployment only finishes forward, and \
+                         nothing is left to hold",
+                    ),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    return Err(Error::conflict("pause", &id, why));
+                }
                 if self.state.paused {
                     return Ok(());
                 }
