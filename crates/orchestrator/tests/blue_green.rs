@@ -523,3 +523,31 @@ async fn a_gradual_switch_on_an_all_or_nothing_router_is_refused_before_it_moves
     );
     world.assert_live(Track::Blue, "1.0.0").await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_switch_resumed_past_a_holds_end_does_not_say_its_last_check_read_no_data() {
+    let world = world_on_blue().await;
+    let o = world.orchestrator();
+    let h = o
+        .start(
+            &blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
+            SERVICE,
+        )
+        .await
+        .expect("start");
+    support::until_weight(&h, 25.0).await;
+    // Checks at 25% read data of green; the process then stops until the hold is over.
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    let id = h.id().to_owned();
+    h.kill();
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    let report = world.resumed(&id).await;
+    println!("{report}");
+    assert_eq!(report.outcome, Some(Outcome::Succeeded));
+    assert_eq!(weights(&report), vec![25.0, 50.0, 75.0, 100.0]);
+    assert!(
+        !report.timeline.iter().any(|e| matches!(&e.kind,
+            EventKind::Anomaly { summary, .. } if summary.contains("read no data"))),
+        "no check read no data: {report}"
+    );
+}

@@ -300,7 +300,7 @@ impl Orchestrator {
             unreadable: Default::default(),
             announced,
             split_unknown: Default::default(),
-            watch_saw_data: false,
+            watch_saw_data: None,
             unfed_told: Default::default(),
         };
         (runner, tx, status_rx)
@@ -404,7 +404,7 @@ impl Orchestrator {
             unreadable: Default::default(),
             announced: 0.0,
             split_unknown: Default::default(),
-            watch_saw_data: false,
+            watch_saw_data: None,
             unfed_told: Default::default(),
         };
         first.commit(Vec::new(), kinds).await?;

@@ -25,11 +25,13 @@ impl Runner {
             return self.serve_waiting().await;
         };
         // Without rollback triggers nothing in the watch weighs data, so none is needed.
-        self.watch_saw_data = self.state.triggers.is_empty()
-            || observed
-                .metrics
-                .iter()
-                .any(|(_, _, new)| !new.measurement.is_empty());
+        self.watch_saw_data = Some(
+            self.state.triggers.is_empty()
+                || observed
+                    .metrics
+                    .iter()
+                    .any(|(_, _, new)| !new.measurement.is_empty()),
+        );
         let (kinds, rollback, _hold) = self.feed_triggers(&observed, now);
         if let Some(reason) = rollback {
             return self.roll_back(reason, kinds).await;
@@ -88,7 +90,7 @@ impl Runner {
             .unwrap_or(self.state.observed_until)
             .saturating_add(cfg.monitoring_duration);
         let next = self.state.observed_until.saturating_add(cfg.check_interval);
-        if next > until && self.watch_saw_data && !self.triggers_hold(now) {
+        if next > until && self.watch_saw_data == Some(true) && !self.triggers_hold(now) {
             let since = self.state.promoted_at.unwrap_or(self.state.observed_until);
             let unfed = self.triggers_without_data(since);
             if unfed.is_empty() {

@@ -103,9 +103,11 @@ pub(crate) struct Runner {
     /// trigger to feed it to). A watch ends only after such a check, and a switch raises a
     /// share the new version already has only after one: one whose every read came back empty
     /// (a metrics outage) has no evidence that the version is fine, however short the outage
-    /// was next to the triggers' `staleAfter`. False on a fresh runner, so a resumed watch or
-    /// switch checks once more first.
-    pub(crate) watch_saw_data: bool,
+    /// was next to the triggers' `staleAfter`. `None` on a fresh runner, which has made no
+    /// check yet: a resumed watch or switch checks once more first, and until then says nothing
+    /// of data it has not looked for (that the last check read none would be untrue: the one
+    /// before the restart may well have).
+    pub(crate) watch_saw_data: Option<bool>,
     /// What was last said to wait (the promotion, the watch's end, a switch's step) for want
     /// of any data of the new version, and for which rollback triggers: said again only when
     /// either changes, or after the wait ended.

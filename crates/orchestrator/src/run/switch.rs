@@ -151,8 +151,13 @@ impl Runner {
                 "it gets all traffic once data comes, or the switch rolls back when \
                  maxDeploymentDuration runs out",
             )
-        } else if before > 0.0 && percent > before && !self.watch_saw_data {
-            self.no_data_said(before)
+        } else if before > 0.0 && percent > before && self.watch_saw_data != Some(true) {
+            // A resumed switch waits for its first check without a word: it has read nothing
+            // yet, so it cannot say that its last check read no data.
+            match self.watch_saw_data {
+                Some(false) => self.no_data_said(before),
+                _ => None,
+            }
         } else {
             self.unfed_told = Default::default();
             return None;
