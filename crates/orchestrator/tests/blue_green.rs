@@ -551,3 +551,38 @@ async fn a_switch_resumed_past_a_holds_end_does_not_say_its_last_check_read_no_d
         "no check read no data: {report}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_whose_retire_fails_after_its_switch_back_says_the_old_version_has_all_traffic()
+{
+    let world = world_on_blue().await;
+    let o = world.orchestrator();
+    let h = o
+        .start(
+            &blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
+            SERVICE,
+        )
+        .await
+        .expect("start");
+    support::until_weight(&h, 25.0).await;
+    // The abort's first switch back is refused; the rolling-back stage's goes through, and
+    // retiring green then fails.
+    world.router.fail_next_apply("router unreachable");
+    world.platform.fail_next("api down");
+    let _ = h.abort().await;
+    let report = h.wait().await.expect("report");
+    println!("{report}");
+    world.assert_live(Track::Blue, "1.0.0").await;
+    assert_eq!(
+        weights(&report).last(),
+        Some(&0.0),
+        "the switch back is announced"
+    );
+    let reason = support::failed_reason(&report);
+    assert!(reason.contains("api down"), "{reason}");
+    assert!(
+        !reason.contains("25%"),
+        "the router took 0% since: {reason}"
+    );
+    assert!(reason.contains("gets no traffic"), "{reason}");
+}

@@ -248,7 +248,9 @@ impl Runner {
     /// router took it, so that nobody is told of a split that is not in force (the report's
     /// timeline included). A [`WeightChanged`](EventKind::WeightChanged) among `kinds` (a
     /// weight a decision sets) is not journalled with the effects that apply it but in a record
-    /// of its own right after they were carried out, and only if they were; so is the share any
+    /// of its own right after they were carried out, and only if they were (a split applied
+    /// before an effect that then failed was carried out: its share is announced); so is the
+    /// share any
     /// other split the effects apply gives the new version, when it differs from the one last
     /// announced (a promotion's 100%, a rollback's 0%). See
     /// [`announce_weights`](Self::announce_weights).
@@ -267,10 +269,18 @@ impl Runner {
         });
         let weight = last_percent(&weights);
         let record = self.append(effects, kinds, weight).await?;
-        let executed = self.execute(&record.effects).await;
+        let (done, executed) = self.execute_counted(&record.effects).await;
         self.emit(&record.events).await;
         self.publish();
-        executed?;
+        if let Err(e) = executed {
+            // A split applied before the effect that failed (a rollback's switch back before
+            // the retire of the new track) is in force: its share is announced, so that neither
+            // the timeline nor what a failed end leaves behind tells of the split before it.
+            let carried = &record.effects[..done];
+            let moved = self.weight_moved(carried).into_iter().collect();
+            self.announce_weights(moved, carried).await?;
+            return Err(e);
+        }
         if weights.is_empty() {
             weights.extend(self.weight_moved(&record.effects));
         }
@@ -520,99 +530,113 @@ impl Runner {
     /// answers another error, yet whose split (one that moves the new version's share) the
     /// router holds when read back, was taken (its answer was lost): it counts as applied.
     pub(crate) async fn execute(&self, effects: &[Effect]) -> Result<()> {
+        self.execute_counted(effects).await.1
+    }
+
+    /// [`execute`](Self::execute), answering also how many of `effects` were carried out
+    /// before the first that failed (all of them when none did): the splits applied among
+    /// those are in force, whatever failed after them.
+    async fn execute_counted(&self, effects: &[Effect]) -> (usize, Result<()>) {
+        for (done, effect) in effects.iter().enumerate() {
+            if let Err(e) = self.execute_one(effect).await {
+                return (done, Err(e));
+            }
+        }
+        (effects.len(), Ok(()))
+    }
+
+    /// Carries out one effect (see [`execute`](Self::execute)).
+    async fn execute_one(&self, effect: &Effect) -> Result<()> {
         let platform = self.inner.platform.as_ref();
         let on_platform = format!("platform `{}`", platform.name());
         let service = &self.state.service;
-        for effect in effects {
-            match effect {
-                Effect::BringUp {
-                    track,
-                    version,
-                    instances,
-                } => {
-                    let spec =
-                        TrackSpec::new(service, &version.to_string(), track.clone(), *instances)?;
-                    let spec = match self.backends.command.as_ref() {
-                        Some(f) => f(spec)?,
-                        None => spec,
-                    };
-                    let key = TrackKey::new(service, track);
-                    let doing = format!("bringing up {key}");
-                    let up = platform.bring_up(&spec);
-                    match self
-                        .within_bound(&on_platform, &doing, Duration::ZERO, up)
+        match effect {
+            Effect::BringUp {
+                track,
+                version,
+                instances,
+            } => {
+                let spec =
+                    TrackSpec::new(service, &version.to_string(), track.clone(), *instances)?;
+                let spec = match self.backends.command.as_ref() {
+                    Some(f) => f(spec)?,
+                    None => spec,
+                };
+                let key = TrackKey::new(service, track);
+                let doing = format!("bringing up {key}");
+                let up = platform.bring_up(&spec);
+                match self
+                    .within_bound(&on_platform, &doing, Duration::ZERO, up)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(Error::AlreadyExists { .. }) => {
+                        let doing = format!("the status of {key}");
+                        let status = platform.status(service, track);
+                        let st = self
+                            .within_bound(&on_platform, &doing, Duration::ZERO, status)
+                            .await?;
+                        if &st.version != version {
+                            return Err(Error::conflict(
+                                "bring up",
+                                key.to_string(),
+                                format!("the track already runs {}", st.version),
+                            ));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Effect::Scale { track, instances } => {
+                let doing = format!(
+                    "scaling {} to {instances} instances",
+                    TrackKey::new(service, track)
+                );
+                let scale = platform.scale(service, track, *instances);
+                self.within_bound(&on_platform, &doing, Duration::ZERO, scale)
+                    .await?;
+            }
+            Effect::Apply { split } => {
+                let router = &self.backends.router;
+                let apply = async {
+                    router
+                        .apply(split)
                         .await
-                    {
-                        Ok(_) => {}
-                        Err(Error::AlreadyExists { .. }) => {
-                            let doing = format!("the status of {key}");
-                            let status = platform.status(service, track);
-                            let st = self
-                                .within_bound(&on_platform, &doing, Duration::ZERO, status)
-                                .await?;
-                            if &st.version != version {
-                                return Err(Error::conflict(
-                                    "bring up",
-                                    key.to_string(),
-                                    format!("the track already runs {}", st.version),
-                                ));
-                            }
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Effect::Scale { track, instances } => {
-                    let doing = format!(
-                        "scaling {} to {instances} instances",
-                        TrackKey::new(service, track)
+                        .map_err(|e| Error::backend("router", router.name(), e))
+                };
+                let who = format!("router `{}`", router.name());
+                let doing = format!("applying the split {split}");
+                let mut applied = self.within_bound(&who, &doing, Duration::ZERO, apply).await;
+                if let Err(e) = &applied
+                    && !matches!(e, Error::Timeout { .. })
+                    && self.new_share(split) != self.announced
+                    && matches!(self.read_back().await, Ok(Some(held)) if held == *split)
+                {
+                    // The router moved to the split and its answer was lost on the way
+                    // back: the split is in force, as the deployment's record says.
+                    tracing::warn!(
+                        deployment = %self.state.id,
+                        "{doing} answered an error ({e}), yet the router holds that split"
                     );
-                    let scale = platform.scale(service, track, *instances);
-                    self.within_bound(&on_platform, &doing, Duration::ZERO, scale)
-                        .await?;
+                    applied = Ok(());
                 }
-                Effect::Apply { split } => {
-                    let router = &self.backends.router;
-                    let apply = async {
-                        router
-                            .apply(split)
-                            .await
-                            .map_err(|e| Error::backend("router", router.name(), e))
-                    };
-                    let who = format!("router `{}`", router.name());
-                    let doing = format!("applying the split {split}");
-                    let mut applied = self.within_bound(&who, &doing, Duration::ZERO, apply).await;
-                    if let Err(e) = &applied
-                        && !matches!(e, Error::Timeout { .. })
-                        && self.new_share(split) != self.announced
-                        && matches!(self.read_back().await, Ok(Some(held)) if held == *split)
-                    {
-                        // The router moved to the split and its answer was lost on the way
-                        // back: the split is in force, as the deployment's record says.
-                        tracing::warn!(
-                            deployment = %self.state.id,
-                            "{doing} answered an error ({e}), yet the router holds that split"
-                        );
-                        applied = Ok(());
+                match &applied {
+                    Ok(()) => self.split_unknown.store(false, Ordering::Relaxed),
+                    Err(Error::Timeout { .. }) => {
+                        self.split_unknown.store(true, Ordering::Relaxed);
                     }
-                    match &applied {
-                        Ok(()) => self.split_unknown.store(false, Ordering::Relaxed),
-                        Err(Error::Timeout { .. }) => {
-                            self.split_unknown.store(true, Ordering::Relaxed);
-                        }
-                        // Refused: the router kept the split it held, known or not.
-                        Err(_) => {}
-                    }
-                    applied?;
+                    // Refused: the router kept the split it held, known or not.
+                    Err(_) => {}
                 }
-                Effect::Retire { track, drain_ms } => {
-                    let drain = Duration::from_millis(*drain_ms);
-                    let doing =
-                        format!("retiring {} after its drain", TrackKey::new(service, track));
-                    let retire = platform.retire(service, track, drain);
-                    match self.within_bound(&on_platform, &doing, drain, retire).await {
-                        Ok(()) | Err(Error::NotFound { .. }) => {}
-                        Err(e) => return Err(e),
-                    }
+                applied?;
+            }
+            Effect::Retire { track, drain_ms } => {
+                let drain = Duration::from_millis(*drain_ms);
+                let doing = format!("retiring {} after its drain", TrackKey::new(service, track));
+                let retire = platform.retire(service, track, drain);
+                match self.within_bound(&on_platform, &doing, drain, retire).await {
+                    Ok(()) | Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
