@@ -250,9 +250,8 @@ impl Runner {
     /// weight a decision sets) is not journalled with the effects that apply it but in a record
     /// of its own right after they were carried out, and only if they were (a split applied
     /// before an effect that then failed was carried out: its share is announced); so is the
-    /// share any
-    /// other split the effects apply gives the new version, when it differs from the one last
-    /// announced (a promotion's 100%, a rollback's 0%). See
+    /// share any other split the effects apply gives the new version, when it differs from the
+    /// one last announced (a promotion's 100%, a rollback's 0%). See
     /// [`announce_weights`](Self::announce_weights).
     pub(crate) async fn commit(
         &mut self,
