@@ -77,15 +77,27 @@ fn an_operator_s_hold_longer_than_the_progress_deadline_does_not_roll_back_on_re
     assert!(d.reason.contains("progress deadline"), "{}", d.reason);
 }
 
-#[test]
-fn a_hold_never_extends_the_maximum_duration() {
+/// [`held_policy`] with a 1,800 s `maxDuration`, started at 0.
+fn started_with_a_maximum_duration() -> Ctl {
     let mut policy = held_policy();
     policy.max_duration = Some(Duration::from_secs(1_800));
     let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
     ctl.tick(at(0));
+    ctl
+}
+
+/// [`started_with_a_maximum_duration`], held by the caller up to its maximum duration.
+fn held_to_the_maximum_duration() -> Ctl {
+    let mut ctl = started_with_a_maximum_duration();
     for s in 1..=1_800 {
         assert_eq!(ctl.tick_held(at(s)).action, Action::Hold);
     }
+    ctl
+}
+
+#[test]
+fn a_hold_never_extends_the_maximum_duration() {
+    let mut ctl = held_to_the_maximum_duration();
     // Past it, the canary is rolled back while the caller still holds it.
     let d = ctl.tick_held(at(1_801));
     assert_eq!(d.action, Action::Rollback);
@@ -95,13 +107,7 @@ fn a_hold_never_extends_the_maximum_duration() {
 
 #[test]
 fn a_promotion_past_the_maximum_duration_is_refused_and_the_rollout_rolls_back() {
-    let mut policy = held_policy();
-    policy.max_duration = Some(Duration::from_secs(1_800));
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
-    ctl.tick(at(0));
-    for s in 1..=1_800 {
-        assert_eq!(ctl.tick_held(at(s)).action, Action::Hold);
-    }
+    let mut ctl = held_to_the_maximum_duration();
     // An operator promotes after the deadline ran out but before the next tick decided it:
     // refused, naming the command and why, and nothing changes.
     let before = serde_json::to_value(ctl.state()).unwrap();
@@ -119,10 +125,7 @@ fn a_promotion_past_the_maximum_duration_is_refused_and_the_rollout_rolls_back()
     assert_eq!(d.action, Action::Rollback);
     assert!(d.reason.contains("maximum duration"), "{}", d.reason);
     // Within the deadline the same promotion is carried out.
-    let mut policy = held_policy();
-    policy.max_duration = Some(Duration::from_secs(1_800));
-    let mut ctl = Ctl::new(policy, vec![judge()]).unwrap();
-    ctl.tick(at(0));
+    let mut ctl = started_with_a_maximum_duration();
     let d = ctl.command(Command::Promote, at(1_800)).unwrap();
     assert_eq!(d.action, Action::Promote);
 }
