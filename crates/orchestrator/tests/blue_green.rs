@@ -5,7 +5,9 @@ use crate::support;
 
 use std::sync::Arc;
 
-use serin_orchestrator::{EventKind, Outcome, Platform, Report, StrategyKind, TrafficStrategyKind};
+use serin_orchestrator::{
+    DeploymentHandle, EventKind, Outcome, Platform, Report, StrategyKind, TrafficStrategyKind,
+};
 use serin_signals::Track;
 use support::{
     SERVICE, World, blue_green_config, kill_a_green_instance, rollback_reason, v, world_on_blue,
@@ -524,11 +526,11 @@ async fn a_gradual_switch_on_an_all_or_nothing_router_is_refused_before_it_moves
     world.assert_live(Track::Blue, "1.0.0").await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_switch_resumed_past_a_holds_end_does_not_say_its_last_check_read_no_data() {
+/// A gradual switch of the world on blue to 1.1.0, once green has 25% of traffic.
+async fn switching_at_25() -> (Arc<World>, DeploymentHandle) {
     let world = world_on_blue().await;
-    let o = world.orchestrator();
-    let h = o
+    let h = world
+        .orchestrator()
         .start(
             &blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
             SERVICE,
@@ -536,6 +538,12 @@ async fn a_switch_resumed_past_a_holds_end_does_not_say_its_last_check_read_no_d
         .await
         .expect("start");
     support::until_weight(&h, 25.0).await;
+    (world, h)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switch_resumed_past_a_holds_end_does_not_say_its_last_check_read_no_data() {
+    let (world, h) = switching_at_25().await;
     // Checks at 25% read data of green; the process then stops until the hold is over.
     tokio::time::sleep(std::time::Duration::from_secs(12)).await;
     let id = h.id().to_owned();
@@ -555,16 +563,7 @@ async fn a_switch_resumed_past_a_holds_end_does_not_say_its_last_check_read_no_d
 #[tokio::test(start_paused = true)]
 async fn a_rollback_whose_retire_fails_after_its_switch_back_says_the_old_version_has_all_traffic()
 {
-    let world = world_on_blue().await;
-    let o = world.orchestrator();
-    let h = o
-        .start(
-            &blue_green_config("1.1.0", TrafficStrategyKind::Gradual),
-            SERVICE,
-        )
-        .await
-        .expect("start");
-    support::until_weight(&h, 25.0).await;
+    let (world, h) = switching_at_25().await;
     // The abort's first switch back is refused; the rolling-back stage's goes through, and
     // retiring green then fails.
     world.router.fail_next_apply("router unreachable");
