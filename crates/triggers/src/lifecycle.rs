@@ -296,6 +296,12 @@ impl Lifecycle {
             && self.breach().is_some();
         if gap_ended_breach {
             self.since = [None; 3];
+            // What fired answered the breach the gap ended: a breach after the gap is a new
+            // one, pending for its own duration, as after a tick inside the gap, rather than
+            // latched to the old fire (a rollback would otherwise stay firing on it).
+            if let TriggerState::Firing { .. } = self.state {
+                self.state = TriggerState::Ok;
+            }
         }
         match verdict {
             // An input without data concludes nothing, but a breach the gap before it ended is
@@ -564,6 +570,38 @@ mod tests {
     }
 
     #[test]
+    fn a_gap_ends_a_fired_rollback_whether_a_tick_or_the_next_input_finds_it() {
+        // Fired a rollback at 40, then nothing until 200 (staleAfter 60, cooldown 30): the
+        // breach the rollback answered is over, and the one that starts at 200 is new.
+        let t = timing(30, 30);
+        let fired = || {
+            let mut m = Lifecycle::new(ts(0));
+            m.observe(RB, ts(10), &t);
+            assert_eq!(
+                m.observe(RB, ts(40), &t).unwrap().action,
+                Some(Action::Rollback)
+            );
+            m
+        };
+        let mut ticked = fired();
+        ticked.tick(ts(150), &t);
+        ticked.observe(RB, ts(200), &t);
+        let mut fed = fired();
+        let tr = fed.observe(RB, ts(200), &t).unwrap();
+        let pending = TriggerState::Pending {
+            since: ts(200),
+            action: Action::Rollback,
+        };
+        assert_eq!(ticked.state(), pending);
+        assert_eq!((tr.to, tr.action), (pending, None));
+        // The new breach fires once it has held for its own duration.
+        assert_eq!(
+            fed.observe(RB, ts(230), &t).unwrap().action,
+            Some(Action::Rollback)
+        );
+    }
+
+    #[test]
     fn an_input_without_data_after_a_gap_fires_nothing_from_before_it() {
         let t = timing(0, 60);
         let mut m = Lifecycle::new(ts(0));
@@ -806,7 +844,11 @@ mod tests {
 
     #[test]
     fn back_up_after_the_cooldown_asks_again() {
-        let t = timing(0, 60);
+        // No gap in the data ends the breach between its inputs.
+        let t = Timing {
+            stale_after: Duration::from_secs(600),
+            ..timing(0, 60)
+        };
         let mut m = Lifecycle::new(ts(0));
         let (warn, hold) = (Verdict::Breach(Action::Warn), Verdict::Breach(Action::Hold));
         assert_eq!(
@@ -826,7 +868,11 @@ mod tests {
 
     #[test]
     fn nothing_steps_down_from_rollback() {
-        let t = timing(0, 60);
+        // No gap in the data ends the breach between its inputs.
+        let t = Timing {
+            stale_after: Duration::from_secs(600),
+            ..timing(0, 60)
+        };
         let mut m = Lifecycle::new(ts(0));
         assert_eq!(
             m.observe(RB, ts(10), &t).unwrap().action,
