@@ -494,6 +494,34 @@ fn a_default_through_substring_floor_or_extract_is_as_volatile_as_its_operands()
 }
 
 #[test]
+fn a_default_of_immutable_or_stable_built_ins_is_stored_once() {
+    // PostgreSQL marks these immutable or stable: of constant or stable arguments, the default
+    // is evaluated once and kept in the catalog, with no rewrite and nothing to warn about.
+    for (ty, default) in [
+        ("timestamptz", "date_trunc('day', now())"),
+        ("text", "to_char(now(), 'YYYY')"),
+        ("text", "lower('ABC')"),
+        ("text", "lpad('7', 8, '0')"),
+        ("text", "md5('x')"),
+        ("text", "concat('a', 'b')"),
+        ("text", "current_setting('app.region')"),
+        ("numeric", "round(1.25, 1)"),
+        ("jsonb", "jsonb_build_object('a', 1)"),
+        ("date", "make_date(2024, 1, 1)"),
+    ] {
+        assert_stored_once(ty, default);
+    }
+    // Built-ins that change something are volatile, and so is what they are given to.
+    for default in [
+        "set_config('a.b', 'c', false)",
+        "lower(set_config('a.b', 'c', false))",
+        "currval('s')::text",
+    ] {
+        assert_rewrites_the_table(default);
+    }
+}
+
+#[test]
 fn a_validation_in_the_alter_table_that_takes_a_lock_scans_under_that_lock() {
     // PostgreSQL validates in the same command, while the lock the other actions took is held.
     for sql in [

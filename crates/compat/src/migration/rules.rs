@@ -89,6 +89,9 @@ const RECIPE_REPACK: &str = "pg_repack (or pg_squeeze) rebuilds the table online
     VACUUM makes the space reusable without blocking reads or writes";
 const RECIPE_BACKFILL: &str = "backfill in small batches outside the DDL transaction, throttled";
 
+/// Built-ins PostgreSQL marks volatile: a default that calls one (or is computed from one) is
+/// evaluated anew for each row. `nextval`, `currval`, `lastval`, `setval` and `set_config`
+/// read or change a session's state.
 const VOLATILE: &[&str] = &[
     "random",
     "random_normal",
@@ -103,8 +106,14 @@ const VOLATILE: &[&str] = &[
     "clock_timestamp",
     "timeofday",
     "nextval",
+    "currval",
+    "lastval",
+    "setval",
+    "set_config",
     "txid_current",
 ];
+/// What a default may name bare, without brackets, as well as call: the time of the
+/// transaction and the session's user, stable in PostgreSQL.
 const STABLE: &[&str] = &[
     "now",
     "current_timestamp",
@@ -119,10 +128,94 @@ const STABLE: &[&str] = &[
     "timezone",
 ];
 
+/// Built-in scalar functions PostgreSQL marks immutable or stable (text, numbers, times, JSON,
+/// what a session reads about itself): of constant or stable arguments, a default that calls
+/// them is evaluated once and kept in the catalog, as `now()` is.
+const SCALAR: &[&str] = &[
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "lower",
+    "upper",
+    "initcap",
+    "length",
+    "char_length",
+    "octet_length",
+    "substr",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "lpad",
+    "rpad",
+    "repeat",
+    "reverse",
+    "replace",
+    "translate",
+    "concat",
+    "concat_ws",
+    "format",
+    "left",
+    "right",
+    "strpos",
+    "split_part",
+    "chr",
+    "ascii",
+    "regexp_replace",
+    "regexp_match",
+    "md5",
+    "sha256",
+    "encode",
+    "decode",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "to_number",
+    "date_trunc",
+    "date_part",
+    "date_bin",
+    "make_date",
+    "make_time",
+    "make_timestamp",
+    "make_timestamptz",
+    "make_interval",
+    "age",
+    "abs",
+    "sign",
+    "round",
+    "ceil",
+    "ceiling",
+    "floor",
+    "trunc",
+    "mod",
+    "power",
+    "sqrt",
+    "exp",
+    "ln",
+    "log",
+    "pi",
+    "array_length",
+    "cardinality",
+    "array_append",
+    "array_prepend",
+    "array_cat",
+    "to_json",
+    "to_jsonb",
+    "json_build_object",
+    "jsonb_build_object",
+    "json_build_array",
+    "jsonb_build_array",
+    "jsonb_set",
+    "version",
+    "current_setting",
+    "current_schema",
+    "current_database",
+    "pg_typeof",
+];
+
 /// Built-ins, called by their bare name, that change no table's rows and no schema object
-/// (besides [`STABLE`] and [`VOLATILE`]): aggregates and windows, text, numbers, times, arrays
-/// and JSON, what a session reads about itself, and the settings and sequence positions that
-/// `pg_dump` writes (`set_config`, `setval`).
+/// (besides [`SCALAR`], [`STABLE`] and [`VOLATILE`]): aggregates, windows and functions that
+/// return sets, which no default may call.
 const BUILT_IN: &[&str] = &[
     "count",
     "sum",
@@ -145,69 +238,11 @@ const BUILT_IN: &[&str] = &[
     "lead",
     "first_value",
     "last_value",
-    "coalesce",
-    "nullif",
-    "greatest",
-    "least",
-    "lower",
-    "upper",
-    "length",
-    "char_length",
-    "octet_length",
-    "substr",
-    "btrim",
-    "ltrim",
-    "rtrim",
-    "replace",
-    "concat",
-    "concat_ws",
-    "format",
-    "left",
-    "right",
-    "strpos",
-    "split_part",
-    "regexp_replace",
-    "regexp_match",
     "regexp_matches",
-    "md5",
-    "encode",
-    "decode",
-    "to_char",
-    "to_date",
-    "to_timestamp",
-    "to_number",
-    "date_trunc",
-    "date_part",
-    "age",
-    "abs",
-    "round",
-    "ceil",
-    "floor",
-    "trunc",
-    "mod",
-    "power",
-    "sqrt",
     "generate_series",
     "unnest",
-    "array_length",
-    "cardinality",
-    "to_json",
-    "to_jsonb",
-    "json_build_object",
-    "jsonb_build_object",
-    "json_build_array",
-    "jsonb_build_array",
-    "jsonb_set",
     "jsonb_array_elements",
     "json_array_elements",
-    "version",
-    "current_setting",
-    "current_schema",
-    "current_database",
-    "pg_typeof",
-    "set_config",
-    "setval",
-    "currval",
 ];
 
 /// `Some(true)` if the default is volatile, `Some(false)` if it is constant or stable,
@@ -298,7 +333,7 @@ fn volatility(expr: &Expr) -> Option<bool> {
             };
             if volatile_argument || VOLATILE.contains(&base) {
                 Some(true)
-            } else if STABLE.contains(&base) {
+            } else if STABLE.contains(&base) || SCALAR.contains(&base) {
                 Some(false)
             } else {
                 None
@@ -2876,7 +2911,7 @@ fn known_call(name: &ObjectName, ctx: &Ctx) -> bool {
     let parts: Vec<String> = name.0.iter().map(part_key).collect();
     let built_in = match parts.as_slice() {
         [schema, _] => schema == "pg_catalog",
-        [f] => [BUILT_IN, STABLE, VOLATILE]
+        [f] => [BUILT_IN, SCALAR, STABLE, VOLATILE]
             .iter()
             .any(|list| list.contains(&f.as_str())),
         _ => false,
