@@ -552,6 +552,16 @@ impl GraphBuilder {
                 });
             }
             let (stop, into) = (matches_release(&spec.stop), matches_release(&spec.into));
+            // A stop that guards no release could never apply, and is most likely a typo, as
+            // a rule's side that matches none is: `>=9.0.0` for `>=8.0.0` would let every
+            // route into 8.x skip the stop.
+            if into.is_clear() {
+                return Err(Error::InvalidValue {
+                    path: format!("{path}.requiredStops[{i}].into"),
+                    value: spec.into.to_string(),
+                    reason: "matches no release, so the stop guards nothing".into(),
+                });
+            }
             // Routes enter the guarded releases only from a stop outside them.
             if !stop.is_clear() && stop.is_subset(&into) {
                 return Err(Error::InvalidValue {
@@ -1271,6 +1281,25 @@ mod tests {
         // A stop with a release outside them still lets routes in.
         assert!(build("1.*", ">=1.1.0").is_ok());
         assert!(build("1.1.0", ">1.1.0").is_ok());
+    }
+
+    #[test]
+    fn a_stop_that_guards_no_release_is_refused() {
+        // `>=9.0.0` for `>=8.0.0` would leave every route into 8.x free to skip 7.17.
+        let err = UpgradeGraph::builder()
+            .releases(["7.16.0", "7.17.0", "8.0.0"].map(v))
+            .edges(sel("*"), sel("*"))
+            .required_stop(RequiredStop {
+                name: "7.17 before 8".into(),
+                stop: sel("7.17.*"),
+                into: sel(">=9.0.0"),
+            })
+            .build("graphs.es")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("graphs.es.requiredStops[0].into"), "{err}");
+        assert!(err.contains(">=9.0.0"), "{err}");
+        assert!(err.contains("matches no release"), "{err}");
     }
 
     #[test]
