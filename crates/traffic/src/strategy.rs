@@ -367,19 +367,26 @@ enum StrategyKind {
 struct StrategyFields {
     #[serde(rename = "type")]
     kind: StrategyKind,
-    #[serde(default)]
-    increment: Option<Percent>,
-    #[serde(default, deserialize_with = "some_duration")]
-    interval: Option<Duration>,
-    #[serde(default)]
-    steps: Option<Vec<RawStep>>,
+    #[serde(default, deserialize_with = "given")]
+    increment: Option<Option<Percent>>,
+    #[serde(default, deserialize_with = "given")]
+    interval: Option<Option<RawDuration>>,
+    #[serde(default, deserialize_with = "given")]
+    steps: Option<Option<Vec<RawStep>>>,
 }
 
-fn some_duration<'de, D: serde::Deserializer<'de>>(
+/// A key that is present: `Some(None)` when written as `null`, which is refused naming the key
+/// rather than read as the key left out (a strategy would take a key its kind has no use for).
+fn given<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
-) -> std::result::Result<Option<Duration>, D::Error> {
-    duration::deserialize(d).map(Some)
+) -> std::result::Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
+
+/// A duration as written (a human string or integer milliseconds).
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct RawDuration(#[serde(with = "duration")] Duration);
 
 impl TryFrom<StrategyFields> for Strategy {
     type Error = Error;
@@ -389,10 +396,28 @@ impl TryFrom<StrategyFields> for Strategy {
             StrategyKind::Gradual => ("a gradual", [true, true, false]),
             StrategyKind::Weighted => ("a weighted", [false, false, true]),
         };
+        for (name, null) in [
+            ("increment", matches!(raw.increment, Some(None))),
+            ("interval", matches!(raw.interval, Some(None))),
+            ("steps", matches!(raw.steps, Some(None))),
+        ] {
+            if null {
+                return Err(Error::invalid(
+                    format!("strategy.{name}"),
+                    "null",
+                    "write a value, or leave the key out",
+                ));
+            }
+        }
+        let (increment, interval, steps) = (
+            raw.increment.flatten(),
+            raw.interval.flatten().map(|d| d.0),
+            raw.steps.flatten(),
+        );
         let given = [
-            raw.increment.map(|p| format!("{}", p.0)),
-            raw.interval.map(duration::human),
-            raw.steps.as_ref().map(|s| format!("{} steps", s.len())),
+            increment.map(|p| format!("{}", p.0)),
+            interval.map(duration::human),
+            steps.as_ref().map(|s| format!("{} steps", s.len())),
         ];
         for ((name, value), takes) in ["increment", "interval", "steps"]
             .iter()
@@ -417,7 +442,7 @@ impl TryFrom<StrategyFields> for Strategy {
                 _ => {}
             }
         }
-        let s = match (raw.kind, raw.increment, raw.interval, raw.steps) {
+        let s = match (raw.kind, increment, interval, steps) {
             (StrategyKind::Gradual, Some(increment), Some(interval), _) => Strategy::Gradual {
                 increment: increment.weight("strategy.increment")?,
                 interval,
@@ -614,6 +639,40 @@ mod tests {
         assert!(
             Strategy::weighted(vec![WeightedStep::new(Weight::ONE_BPS, Duration::ZERO)]).is_ok()
         );
+    }
+
+    #[test]
+    fn a_key_written_as_null_is_refused_naming_it() {
+        // `null` is neither the value a strategy takes nor the key left out: read as absent,
+        // an immediate strategy would take an `increment` it has no use for.
+        for (json, field) in [
+            (
+                r#"{"type":"immediate","increment":null}"#,
+                "strategy.increment",
+            ),
+            (
+                r#"{"type":"immediate","interval":null}"#,
+                "strategy.interval",
+            ),
+            (r#"{"type":"immediate","steps":null}"#, "strategy.steps"),
+            (
+                r#"{"type":"gradual","increment":null,"interval":"1s"}"#,
+                "strategy.increment",
+            ),
+            (
+                r#"{"type":"gradual","increment":10,"interval":null}"#,
+                "strategy.interval",
+            ),
+            (r#"{"type":"weighted","steps":null}"#, "strategy.steps"),
+        ] {
+            let msg = serde_json::from_str::<Strategy>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains(&format!("invalid {field} `null`")),
+                "{json}: {msg}"
+            );
+        }
     }
 
     #[test]
