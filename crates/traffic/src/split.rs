@@ -158,7 +158,17 @@ impl TrafficSplit {
 
     /// This split with `route` appended (tried after the routes already present). The route's
     /// backend must be one of the split's backends.
-    pub fn with_route(mut self, route: MatchRoute) -> Result<Self> {
+    ///
+    /// Takes the split by reference: a refused route leaves it with the caller, unchanged, to
+    /// correct the route and try again.
+    pub fn with_route(&self, route: MatchRoute) -> Result<Self> {
+        let mut split = self.clone();
+        split.push_route(route)?;
+        Ok(split)
+    }
+
+    /// Appends `route`, or refuses it, naming the field, and changes nothing.
+    fn push_route(&mut self, route: MatchRoute) -> Result<()> {
         let i = self.routes.len();
         if i >= Self::MAX_ROUTES {
             return Err(Error::invalid(
@@ -175,7 +185,7 @@ impl TrafficSplit {
             ));
         }
         self.routes.push(route);
-        Ok(self)
+        Ok(())
     }
 
     /// This split with requests mirrored as `mirror` says (replacing any mirror).
@@ -328,7 +338,7 @@ impl TryFrom<RawSplit> for TrafficSplit {
         let mut split = Self::from_backends(backends)?;
         for (i, r) in raw.routes.into_iter().enumerate() {
             let route = MatchRoute::try_from(r).map_err(|e| e.within(&format!("routes[{i}]")))?;
-            split = split.with_route(route)?;
+            split.push_route(route)?;
         }
         if let Some(m) = raw.mirror {
             split.mirror = Some(Mirror::try_from(m).map_err(|e| e.within("mirror"))?);
@@ -434,6 +444,21 @@ mod tests {
         }
         let e = full.with_route(route).unwrap_err();
         assert_eq!(field_of(e), "routes[64]");
+    }
+
+    #[test]
+    fn a_refused_route_leaves_the_split_with_the_caller() {
+        let split = TrafficSplit::all_to("stable", &["canary"])
+            .unwrap()
+            .with_route(MatchRoute::header("x-a", ValueMatch::Exact("1".into()), "canary").unwrap())
+            .unwrap();
+        let stray = MatchRoute::header("x-b", ValueMatch::Exact("1".into()), "green").unwrap();
+        let e = split.with_route(stray).unwrap_err();
+        assert_eq!(field_of(e), "routes[1].backend");
+        // The split is unchanged and still the caller's, to fix the route and go on.
+        assert_eq!(split.routes().len(), 1);
+        let fixed = MatchRoute::header("x-b", ValueMatch::Exact("1".into()), "canary").unwrap();
+        assert_eq!(split.with_route(fixed).unwrap().routes().len(), 2);
     }
 
     #[test]
