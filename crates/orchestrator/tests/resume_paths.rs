@@ -515,3 +515,76 @@ async fn a_resumed_finished_deployment_counts_in_the_fleet_later_ones_are_valida
         "{next}"
     );
 }
+
+/// A canary whose track follows its weight down: 50%, then 25%, the split applied before the
+/// track shrinks. Without `rollbackOnError`, so a failed scale ends the deployment as failed.
+fn falling_canary() -> DeploymentConfig {
+    let mut config = canary_config("1.1.0");
+    support::written_steps(
+        &mut config,
+        serde_json::from_str(
+            r#"[{"setCanaryScale":{"matchTrafficWeight":true}},{"setWeight":50},
+            {"pause":{"duration":"30s"}},{"setWeight":25},{"pause":{"duration":"30s"}}]"#,
+        )
+        .expect("steps"),
+    );
+    config.blue_green_config.replicas_per_env = 4;
+    config.rollback_on_error = false;
+    config.validate().expect("valid");
+    config
+}
+
+/// The split a record applies before one of its effects fails is in force, and a resumed run
+/// that repeats the record announces its share as an uninterrupted run does: the timeline has
+/// it, and the failure's reason says which share the router was left with.
+#[tokio::test(start_paused = true)]
+async fn a_split_applied_before_a_failed_effect_of_a_repeated_record_is_announced() {
+    let config = falling_canary();
+    let lowered = |r: &Record| {
+        matches!(
+            r.effects.as_slice(),
+            [Effect::Apply { .. }, Effect::Scale { .. }]
+        ) && r.state.weight == 25.0
+    };
+    // Uninterrupted: the 25% step's scale fails.
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let before = world.journal.len();
+    let h = world.start(&config).await;
+    let id = h.id().to_owned();
+    until(&h, Duration::from_millis(100), "50% to the canary", |s| {
+        s.weight >= 50.0
+    })
+    .await;
+    world.platform.fail_next("quota exceeded");
+    let uninterrupted = h.wait().await.expect("report");
+    assert!(
+        records_of(&world, &id).iter().any(lowered),
+        "{uninterrupted}"
+    );
+    let lowered_at = world.journal.all()[before..]
+        .iter()
+        .position(lowered)
+        .expect("the 25% record");
+
+    // Resumed: a crash right after that record was written, and its repeat's scale fails.
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let records = world.journal.len() + lowered_at + 1;
+    let last = support::crash_at(&world, world.orchestrator(), config, records).await;
+    assert!(lowered(&last), "{last:?}");
+    world.platform.fail_next("quota exceeded");
+    let (resumed, delivered) = resumed_and_announced(&world, &last.deployment).await;
+    all_delivered(&resumed, &delivered, last.state.next_event);
+
+    for (name, report) in [("uninterrupted", &uninterrupted), ("resumed", &resumed)] {
+        assert_eq!(
+            support::weights(&report.timeline).last(),
+            Some(&25.0),
+            "{name}: the 25% in force is announced\n{report}"
+        );
+        assert!(
+            matches!(&report.outcome, Some(Outcome::Failed { reason })
+                if reason.contains("quota exceeded") && reason.contains("25% of traffic")),
+            "{name}: {report}"
+        );
+    }
+}

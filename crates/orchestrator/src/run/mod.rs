@@ -408,7 +408,7 @@ impl Runner {
             effects.push(Effect::Apply { split });
         }
         effects.extend(last.effects.iter().cloned());
-        let executed = self.execute(&effects).await;
+        let (done, executed) = self.execute_counted(&effects).await;
         self.emit(&last.events).await;
         if executed.is_ok() {
             // The crash may have come before the share they gave the new version was
@@ -420,6 +420,13 @@ impl Runner {
             };
             self.announce_weights(weights.into_iter().collect(), &effects)
                 .await?;
+        } else {
+            // As `commit` does: a split applied before the effect that failed is in force, and
+            // its share is announced, so that neither the timeline nor what a failed end
+            // leaves behind tells of the split before it.
+            let carried = &effects[..done];
+            let moved = self.weight_moved(carried).into_iter().collect();
+            self.announce_weights(moved, carried).await?;
         }
         if let Err(e) = executed {
             tracing::warn!(deployment = %self.state.id, "repeating the last record after a crash failed: {e}");
