@@ -41,8 +41,10 @@ async fn the_plan_retires_the_old_version_when_the_run_does() {
         let after = retired_after_promotion(&r);
         let old = plan.from.as_ref().expect("a running version");
         let said = format!(
-            "retire {} ({}) {after:?} after promotion",
-            old.track, old.version
+            "retire {} ({}) {} after promotion",
+            old.track,
+            old.version,
+            serin_signals::duration::human(after)
         );
         assert!(
             plan.steps.iter().any(|s| s == &said),

@@ -123,3 +123,28 @@ async fn the_watch_counts_only_the_triggers_that_roll_back_as_rollback_triggers(
         "{watch}"
     );
 }
+
+/// The dry run says its durations as a config writes them (`5m`, `1m 30s`), as it says the
+/// canary's, not as Rust debug-prints them (`300s`, `90s`).
+#[tokio::test(start_paused = true)]
+async fn the_watch_and_the_retire_say_their_durations_as_a_config_writes_them() {
+    let mut config = canary_config("1.1.0");
+    config.monitoring.monitoring_duration = Duration::from_secs(300);
+    config.monitoring.check_interval = Duration::from_secs(90);
+    config.monitoring.read_delay = Duration::from_secs(2);
+    config.blue_green_config.keep_old_warm_for = Duration::from_secs(60);
+    config.validate().expect("valid");
+    let world = World::new();
+    world.install("1.0.0").await;
+    let plan = world.plan(&config).await;
+    for said in [
+        "monitor for 5m, checked every 1m 30s",
+        "each window read 2s after its end",
+        "retire stable (1.0.0) 5m 2s after promotion",
+    ] {
+        assert!(
+            plan.steps.iter().any(|s| s.contains(said)),
+            "`{said}` not in:\n{plan}"
+        );
+    }
+}

@@ -204,7 +204,7 @@ async fn the_dry_run_shows_the_read_delay() {
     assert!(
         plan.steps
             .iter()
-            .any(|s| s == "retire stable (1.0.0) 62s after promotion"),
+            .any(|s| s == "retire stable (1.0.0) 1m 2s after promotion"),
         "{:?}",
         plan.steps
     );

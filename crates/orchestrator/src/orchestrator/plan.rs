@@ -308,12 +308,12 @@ impl Orchestrator {
                         backends.router.name(),
                     )?;
                     steps.push(format!(
-                        "switch traffic {} -> {} ({}, {} step(s)), rollback triggers checked every {:?}",
+                        "switch traffic {} -> {} ({}, {} step(s)), rollback triggers checked every {}",
                         old.track,
                         to.track,
                         bg.switch_as_written(),
                         plan.len(),
-                        config.monitoring.check_interval
+                        human(config.monitoring.check_interval)
                     ));
                     traffic = Some(plan);
                 }
@@ -325,9 +325,10 @@ impl Orchestrator {
                     ));
                     if let Some(full) = config.promotion_scale(&policy.steps) {
                         steps.push(format!(
-                            "scale {} to {full} instance(s), rollback triggers checked every {:?} \
+                            "scale {} to {full} instance(s), rollback triggers checked every {} \
                              until ready",
-                            to.track, config.monitoring.check_interval
+                            to.track,
+                            human(config.monitoring.check_interval)
                         ));
                     }
                     canary = Some(policy);
@@ -341,10 +342,12 @@ impl Orchestrator {
                     .triggers
                     .into_iter()
                     .partition(rolls_back);
+                // Durations as a config writes them (`5m`, not `300s`), as the canary's step
+                // says them.
                 let mut watch = format!(
-                    "monitor for {:?}, checked every {:?}, with {} rollback trigger(s)",
-                    m.monitoring_duration,
-                    m.check_interval,
+                    "monitor for {}, checked every {}, with {} rollback trigger(s)",
+                    human(m.monitoring_duration),
+                    human(m.check_interval),
                     rollback.len()
                 );
                 if !other.is_empty() {
@@ -355,14 +358,14 @@ impl Orchestrator {
                 }
                 if !m.read_delay.is_zero() {
                     watch.push_str(&format!(
-                        "; each window read {:?} after its end (monitoring.readDelay)",
-                        m.read_delay
+                        "; each window read {} after its end (monitoring.readDelay)",
+                        human(m.read_delay)
                     ));
                 }
                 if m.error_rate_threshold.is_some() || m.latency_threshold.is_some() {
                     watch.push_str(&format!(
-                        "; a monitoring threshold rolls back once breached for {:?} ({} checks)",
-                        m.hold_for(),
+                        "; a monitoring threshold rolls back once breached for {} ({} checks)",
+                        human(m.hold_for()),
                         m.consecutive_failures
                     ));
                 }
@@ -375,8 +378,10 @@ impl Orchestrator {
                     .saturating_add(m.read_delay)
                     .max(bg.keep_old_warm_for);
                 steps.push(format!(
-                    "retire {} ({}) {retire_after:?} after promotion",
-                    old.track, old.version
+                    "retire {} ({}) {} after promotion",
+                    old.track,
+                    old.version,
+                    human(retire_after)
                 ));
             }
             for item in items.iter().filter(|i| !i.is_pre(service)) {
