@@ -462,7 +462,9 @@ impl DeploymentConfig {
     /// when it comes, and older still once the read has taken any time, so the trigger would
     /// find every window stale on arrival and ask for its `onMissingData` at every check,
     /// whatever the version does. Probes are read as they are answered: a health-check
-    /// trigger's results are fresh.
+    /// trigger's results are fresh, and so are a dependency-failure trigger's probes; its
+    /// `callMetric` is read from metrics windows like any metric, and its call windows would
+    /// all be passed over as stale, the calls never judged.
     fn check_triggers_fresh(&self) -> Result<()> {
         let read_delay = self.monitoring.read_delay;
         for (i, t) in self.triggers.iter().enumerate() {
@@ -470,6 +472,7 @@ impl DeploymentConfig {
                 TriggerConfig::MetricThreshold(c) => c.stale_after,
                 TriggerConfig::ErrorSpike(c) => c.stale_after,
                 TriggerConfig::ResourceUsage(c) => c.stale_after,
+                TriggerConfig::DependencyFailure(c) if c.call_metric.is_some() => c.stale_after,
                 TriggerConfig::HealthCheck(_) | TriggerConfig::DependencyFailure(_) => continue,
             };
             if stale_after <= read_delay {
@@ -1513,6 +1516,37 @@ triggers:
         );
         load("10s").expect_err("stale once a read takes any time");
         load("1m").expect("fresh at every read");
+    }
+
+    #[test]
+    fn a_dependency_call_metric_stale_before_its_window_is_read_is_refused() {
+        let load = |stale_after: &str, calls: &str| {
+            DeploymentConfig::from_yaml(&format!(
+                r#"
+strategy: canary
+version: 1.0.0
+targetServices: [web]
+monitoring: {{ checkInterval: 30s, readDelay: 10s }}
+triggers:
+  - {{ kind: dependencyFailure, id: db, dependency: postgres, {calls}staleAfter: {stale_after} }}
+"#
+            ))
+        };
+        let calls = "callMetric: db_calls, maxCallErrorRate: 0.5, ";
+        // The call counts come from metrics windows read ten seconds after they end: older
+        // than five seconds when they come, so every one would be passed over as stale.
+        let err = load("5s", calls)
+            .expect_err("calls stale at every read")
+            .to_string();
+        assert!(
+            err.contains("triggers[0].staleAfter `5s`")
+                && err.contains("monitoring.readDelay")
+                && err.contains("`db`"),
+            "{err}"
+        );
+        load("1m", calls).expect("calls fresh at every read");
+        // Probes alone are read as they are answered.
+        load("5s", "").expect("probes are fresh");
     }
 
     #[test]
