@@ -405,18 +405,32 @@ fn failure(e: &lettre::transport::smtp::Error) -> Failure {
 /// every sending of the event (a retry whose answer was lost, the re-announcement after a
 /// resume), so mail systems and readers can drop the copy, as webhook receivers do by the
 /// CloudEvents `id`. Characters a message id cannot hold are written `=XX` (hex), so distinct
-/// deployments keep distinct ids.
+/// deployments keep distinct ids. A deployment written longer than [`MAX_ID_DEPLOYMENT`]
+/// (a version with long build metadata) keeps its first characters followed by the SHA-256 of
+/// the whole id: the header line stays within RFC 5322's 998 characters, which a server may
+/// otherwise refuse the message for, and the id stays the same at every sending and distinct.
 fn message_id(from: &Mailbox, event: &Event) -> String {
-    let mut local = String::from("serin.");
+    let mut deployment = String::new();
     for b in event.deployment.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            local.push(char::from(b));
+            deployment.push(char::from(b));
         } else {
-            local.push_str(&format!("={b:02X}"));
+            deployment.push_str(&format!("={b:02X}"));
         }
     }
-    format!("<{local}.{}@{}>", event.seq, from.email.domain())
+    if deployment.len() > MAX_ID_DEPLOYMENT {
+        use sha2::{Digest, Sha256};
+        let digest = hex::encode(Sha256::digest(event.deployment.as_bytes()));
+        // ASCII only: any byte is a character boundary.
+        deployment.truncate(MAX_ID_DEPLOYMENT - digest.len() - 1);
+        deployment = format!("{deployment}-{digest}");
+    }
+    format!("<serin.{deployment}.{}@{}>", event.seq, from.email.domain())
 }
+
+/// The most characters of a message id the deployment takes (see [`message_id`]): with the
+/// seq and a domain name (at most 255), the `Message-ID` line stays well within 998.
+const MAX_ID_DEPLOYMENT: usize = 200;
 
 /// The message for `event` of a deployment running in `ctx`: subject
 /// `[serin] {environment}/{service}: {what happened}` (`[serin] {service}: ...` when no
@@ -647,6 +661,48 @@ mod tests {
         assert_eq!(id("web 1\r\n", 0), "<serin.web=201=0D=0A.0@example.org>");
         assert_ne!(id("web.1", 0), id("web=2E1", 0));
         assert_ne!(id("web-1", 2), id("web-1", 3));
+    }
+
+    #[test]
+    fn a_long_deployment_id_keeps_the_message_id_line_within_the_line_limit() {
+        // A version with long build metadata (`+build.…`) makes a long deployment id, each of
+        // its dots written `=2E` in the message id.
+        let long = format!("web-1.2.0+{}-1700000000000", ["build"; 200].join("."));
+        let e = Event {
+            deployment: long.clone(),
+            service: "web".into(),
+            seq: 2,
+            at: Timestamp::from_millis(1_700_000_000_000),
+            kind: EventKind::RolledBack {
+                reason: "5xx".into(),
+            },
+        };
+        let to = recipients("d", "ops@example.org").expect("to");
+        let m = message("serin@example.org", &to, &NotifyContext::default(), &e).expect("message");
+        let raw = String::from_utf8(m.formatted()).expect("utf8");
+        let headers = raw.split("\r\n\r\n").next().unwrap_or_default();
+        // RFC 5322 §2.1.1: no line longer than 998 characters.
+        for line in headers.split("\r\n") {
+            assert!(line.len() <= 998, "{} characters: {line}", line.len());
+        }
+        let from: Mailbox = "serin@example.org".parse().expect("from");
+        let id = |deployment: &str, seq| {
+            message_id(
+                &from,
+                &Event {
+                    deployment: deployment.into(),
+                    seq,
+                    ..e.clone()
+                },
+            )
+        };
+        // Still the same at every sending, and distinct for ids that differ only at the end.
+        assert_eq!(id(&long, 2), id(&long, 2));
+        assert_ne!(id(&long, 2), id(&format!("{long}-2"), 2));
+        assert_ne!(id(&long, 2), id(&long, 3));
+        assert!(id(&long, 2).starts_with("<serin.web-1=2E2=2E0=2Bbuild=2E"));
+        // A short id is written out whole, as before.
+        assert_eq!(id("web-1", 2), "<serin.web-1.2@example.org>");
     }
 
     #[test]
