@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -415,22 +415,62 @@ fn ephemeral_low() -> Option<u16> {
     range.split_whitespace().next()?.parse().ok()
 }
 
+/// Creates `dir` with its missing parents, as `create_dir_all` does, and answers the topmost
+/// directory it made (none if `dir` was there), for [`remove_made`] to take back. What it made
+/// before failing partway is taken back at once.
+fn create_dirs(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    let top = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && std::fs::symlink_metadata(a).is_err())
+        .last()
+        .map(Path::to_path_buf);
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        remove_made(dir, top.as_deref());
+        return Err(e);
+    }
+    Ok(top)
+}
+
+/// Removes the directories [`create_dirs`] made for `dir`, up to `top`, each only while empty:
+/// anything another process put there meanwhile stays.
+fn remove_made(dir: &Path, top: Option<&Path>) {
+    let Some(top) = top else {
+        return;
+    };
+    // Every directory from `dir` up to `top` was missing: none is another's.
+    for a in dir.ancestors() {
+        let _ = std::fs::remove_dir(a);
+        if a == top {
+            break;
+        }
+    }
+}
+
 impl ProcessPlatform {
-    /// A platform with `config`; creates the log directory.
+    /// A platform with `config`; creates the log directory (and the lock directory). A
+    /// platform refused leaves no directory it made: a lock directory that cannot be made
+    /// takes back the log directory made just before it.
     pub fn new(config: ProcessConfig) -> Result<Self> {
         config.validate()?;
-        std::fs::create_dir_all(&config.log_dir).map_err(|e| {
+        let made = create_dirs(&config.log_dir).map_err(|e| {
             Error::invalid(
                 "processConfig.logDir",
                 config.log_dir.display(),
                 format!("cannot be created: {e}"),
             )
         })?;
-        let locks = config
+        let locks = match config
             .lock_dir
             .as_ref()
             .map(crate::LockDir::new)
-            .transpose()?;
+            .transpose()
+        {
+            Ok(locks) => locks,
+            Err(e) => {
+                remove_made(&config.log_dir, made.as_deref());
+                return Err(e);
+            }
+        };
         Ok(ProcessPlatform {
             config,
             tracks: Mutex::new(BTreeMap::new()),
@@ -954,6 +994,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("processConfig.logDir"), "{err}");
+    }
+
+    /// A lock directory that cannot be made (here under a regular file) refuses the platform
+    /// and leaves no log directory behind: bad input changes nothing.
+    #[test]
+    fn a_lock_directory_that_cannot_be_made_leaves_no_log_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let logs = dir.path().join("logs").join("web");
+        let err = ProcessPlatform::new(ProcessConfig::new(&logs).with_lock_dir(file.join("locks")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("processConfig.lockDir"), "{err}");
+        assert!(!dir.path().join("logs").exists(), "log directory made");
+        // An existing log directory stays.
+        std::fs::create_dir(dir.path().join("logs")).unwrap();
+        ProcessPlatform::new(ProcessConfig::new(&logs).with_lock_dir(file.join("locks")))
+            .unwrap_err();
+        assert!(dir.path().join("logs").is_dir());
+        assert!(!logs.exists(), "log directory made");
     }
 
     #[test]
