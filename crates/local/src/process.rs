@@ -500,7 +500,22 @@ impl ProcessPlatform {
         let log = self.log_path(spec.service(), &id);
         let cannot_log = |e: std::io::Error| fail(format!("cannot log to {}: {e}", log.display()));
         std::fs::create_dir_all(self.config.log_dir.join(spec.service())).map_err(cannot_log)?;
-        let file = RotatingFile::open(&log, self.config.log_rotation).map_err(cannot_log)?;
+        // A log this start makes is taken back if the process does not start: an empty file
+        // would say an instance ran that never did. One an earlier process wrote stays.
+        let new_log = std::fs::symlink_metadata(&log).is_err();
+        let started = self.start(spec, id, port, &log);
+        if started.is_err() && new_log {
+            let _ = std::fs::remove_file(&log);
+        }
+        started
+    }
+
+    /// Starts instance `id` of `spec` on `port`, its output going to `log` (see
+    /// [`spawn`](Self::spawn)).
+    fn start(&self, spec: &TrackSpec, id: String, port: u16, log: &Path) -> Result<Proc> {
+        let fail = |reason: String| Error::platform("process", reason);
+        let cannot_log = |e: std::io::Error| fail(format!("cannot log to {}: {e}", log.display()));
+        let file = RotatingFile::open(log, self.config.log_rotation).map_err(cannot_log)?;
         let (reader, out) = std::io::pipe().map_err(cannot_log)?;
         let err = out.try_clone().map_err(cannot_log)?;
         let pump = Pump::start(&id, reader, file).map_err(cannot_log)?;
@@ -1015,6 +1030,27 @@ mod tests {
             .unwrap_err();
         assert!(dir.path().join("logs").is_dir());
         assert!(!logs.exists(), "log directory made");
+    }
+
+    /// A command that cannot start leaves no empty log file behind,
+    /// but an earlier process's log stays.
+    #[tokio::test]
+    async fn a_command_that_cannot_start_leaves_no_log_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ProcessPlatform::new(ProcessConfig::new(dir.path())).unwrap();
+        let spec = TrackSpec::new("web", "1.0.0", Track::Green, 2)
+            .unwrap()
+            .with_command(["/no/such/command"])
+            .unwrap();
+        let err = p.bring_up(&spec).await.unwrap_err().to_string();
+        assert!(err.contains("/no/such/command"), "{err}");
+        assert!(!p.log_path("web", "green-0").exists(), "left behind");
+        let earlier = p.log_path("web", "green-0");
+        std::fs::create_dir_all(earlier.parent().unwrap()).unwrap();
+        std::fs::write(&earlier, "earlier\n").unwrap();
+        p.bring_up(&spec).await.unwrap_err();
+        assert_eq!(std::fs::read_to_string(&earlier).unwrap(), "earlier\n");
+        assert!(!p.log_path("web", "green-1").exists());
     }
 
     #[test]
