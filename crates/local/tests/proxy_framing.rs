@@ -595,6 +595,40 @@ async fn an_expectation_of_100_continue_is_met_by_the_proxy_and_not_passed_on() 
     router.shutdown();
 }
 
+/// An expectation the proxy does not meet itself goes on to the instance, to meet or to
+/// answer `417 Expectation Failed` (RFC 9110, 10.1.1): listed beside `100-continue`, only
+/// that one is taken off, never the whole field.
+#[tokio::test]
+async fn an_expectation_other_than_100_continue_reaches_the_instance() {
+    let (instance, mut seen) =
+        scripted(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok").await;
+    let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+    for (expect, forwarded) in [
+        ("x-audit", "expect: x-audit\r\n"),
+        ("100-continue, x-audit", "expect: x-audit\r\n"),
+        (
+            "x-audit, 100-Continue, x-trace",
+            "expect: x-audit, x-trace\r\n",
+        ),
+    ] {
+        let request = format!(
+            "POST /up HTTP/1.1\r\nhost: shop\r\nconnection: close\r\ncontent-length: 5\r\n\
+             expect: {expect}\r\n\r\nhello"
+        );
+        let (mut stream, head) = send_raw(router.local_addr(), request.as_bytes()).await;
+        let all = format!("{head}{}", rest(&mut stream).await);
+        assert!(all.contains("HTTP/1.1 200"), "{expect}: {all}");
+        let sent = timeout(Duration::from_secs(5), seen.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(sent.contains(forwarded), "{expect}: {sent}");
+        assert!(!sent.contains("100-continue"), "{expect}: {sent}");
+    }
+    router.shutdown();
+}
+
 /// `OPTIONS *` asks about the server, not a resource: from an HTTP/2 client (`:path: *`) it
 /// reaches the instance as `*` (RFC 9112, 3.2.4), never as a request for `/*`; absolute-form
 /// targets go on in origin form as before.

@@ -4,7 +4,7 @@
 //! `Forwarded` (RFC 7239), `X-Forwarded-For` and `X-Forwarded-Proto` added to requests (a
 //! client's own kept only when it is a trusted proxy), a valid `Host` always (RFC 9112, 3.2),
 //! an HTTP/2 client's split cookies joined (RFC 9113, 8.2.3), and a `100-continue`
-//! expectation met by the proxy rather than passed on (RFC 9110, 10.1.1).
+//! expectation met by the proxy rather than passed on, any other passed on (RFC 9110, 10.1.1).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -390,8 +390,24 @@ pub(super) fn upstream_request(
     // A `100-continue` is met here: hyper says `100 Continue` when the body is first read, as
     // it is sent to the instance. Asked again, the instance's `100` would stop at the proxy;
     // and an HTTP/1.0 client's, to be ignored (RFC 9110, 10.1.1), would become an HTTP/1.1 one.
+    // Any other expectation listed with it goes on, for the instance to meet or to answer 417:
+    // dropped, the request would be served as if the client had asked for nothing.
     if lists(&parts.headers, header::EXPECT, "100-continue") {
+        let others: Vec<Vec<u8>> = parts
+            .headers
+            .get_all(header::EXPECT)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case(b"100-continue"))
+            .map(<[u8]>::to_vec)
+            .collect();
         parts.headers.remove(header::EXPECT);
+        if !others.is_empty()
+            && let Ok(v) = HeaderValue::from_bytes(&others.join(&b", "[..]))
+        {
+            parts.headers.insert(header::EXPECT, v);
+        }
     }
     if trailers {
         parts

@@ -212,7 +212,9 @@ struct Shared {
 ///   `Proxy-Authenticate` (this proxy asks for no credentials); a client's `TE: trailers` is
 ///   said again to the instance, so that an instance's trailers reach a client that takes
 ///   them. A client's `Expect: 100-continue` is met by the proxy, which says `100 Continue`
-///   once the request is on its way to an instance, and is not passed on (as Envoy does).
+///   once the request is on its way to an instance, and is not passed on (as Envoy does); any
+///   other expectation is passed on, listed with it or not, for the instance to meet or to
+///   answer `417 Expectation Failed`.
 /// - **Upgrades.** An HTTP/1.1 request to switch protocols (`Connection: upgrade` with
 ///   `Upgrade`, as a WebSocket handshake) is forwarded with those headers; when the instance
 ///   answers `101 Switching Protocols`, the proxy answers the same and then relays bytes both
