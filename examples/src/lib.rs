@@ -40,6 +40,10 @@ pub fn demo_binary_in(dir: &Path) -> Result<PathBuf, String> {
     let why = match freshness(&demo) {
         Freshness::Fresh => return Ok(demo),
         Freshness::Missing => Some(format!("{DEMO} is not in {}", dir.display())),
+        Freshness::Empty => Some(format!(
+            "{} is empty (a build cut off before it wrote the binary)",
+            demo.display()
+        )),
         Freshness::Stale(source) => Some(format!(
             "{} is older than {}, one of the sources it is built from: it would run the code \
              as it was before that change",
@@ -77,7 +81,10 @@ pub fn demo_binary_in(dir: &Path) -> Result<PathBuf, String> {
         cmd.arg("--release");
     }
     let built = cmd.status().is_ok_and(|s| s.success());
-    if !built || !demo.is_file() {
+    // Cargo judges its own output by its records, not by what the file holds: an empty one
+    // it left is still empty.
+    let runnable = std::fs::metadata(&demo).is_ok_and(|m| m.is_file() && m.len() > 0);
+    if !built || !runnable {
         return Err(format!(
             "could not build {} (`cargo build -p serin-local --bin {DEMO}{release}`){}",
             demo.display(),
@@ -92,6 +99,9 @@ pub fn demo_binary_in(dir: &Path) -> Result<PathBuf, String> {
 pub enum Freshness {
     /// No such file.
     Missing,
+    /// An empty file, however new: a build cut off before it wrote the binary (a linker
+    /// killed, a full disk) leaves one newer than every source, and it runs nothing.
+    Empty,
     /// Newer than every recorded source.
     Fresh,
     /// This source is newer than the binary, or is gone.
@@ -103,7 +113,7 @@ pub enum Freshness {
 /// paths escaped as `\ `), or, for a binary without one (`cargo test` writes none), against
 /// the workspace's sources (every crate's `src` and manifest, and `Cargo.lock`: a superset of
 /// its own). Modification times are compared as cargo does: a source changed after the binary
-/// was written means the binary no longer reflects it.
+/// was written means the binary no longer reflects it. An empty binary is never fresh.
 pub fn freshness(binary: &Path) -> Freshness {
     freshness_as_of(binary, None)
 }
@@ -112,7 +122,13 @@ pub fn freshness(binary: &Path) -> Freshness {
 /// program that must match another one built from the sources as they were then (a test and
 /// the programs it runs) is not made stale by edits that came after.
 pub fn freshness_as_of(binary: &Path, cutoff: Option<SystemTime>) -> Freshness {
-    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+    let Ok(meta) = std::fs::metadata(binary) else {
+        return Freshness::Missing;
+    };
+    if meta.len() == 0 {
+        return Freshness::Empty;
+    }
+    let Ok(built) = meta.modified() else {
         return Freshness::Missing;
     };
     let mut info = binary.as_os_str().to_owned();
@@ -290,6 +306,20 @@ mod tests {
         // Changes after a cutoff before the binary are not counted.
         let long_ago = SystemTime::now() - Duration::from_secs(101 * 365 * 24 * 3600);
         assert_eq!(freshness_as_of(&bin, Some(long_ago)), Freshness::Fresh);
+    }
+
+    /// A build cut off (a linker killed, a full disk) can leave an empty binary newer than
+    /// every source: it runs nothing, so it is not fresh, and is not used.
+    #[test]
+    fn an_empty_binary_is_never_fresh() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join(DEMO);
+        std::fs::write(&bin, "").expect("write");
+        assert_eq!(freshness(&bin), Freshness::Empty);
+        let lock = std::fs::File::create(dir.path().join(".cargo-lock")).expect("lock file");
+        lock.lock().expect("lock");
+        let e = demo_binary_in(dir.path()).expect_err("empty");
+        assert!(e.contains("is empty") && e.contains("cargo build"), "{e}");
     }
 
     #[test]
