@@ -183,7 +183,7 @@ pub enum Command {
     /// state directory.
     HealthCheck,
     /// The dry run: what would be deployed where, step by step; nothing changes.
-    Plan(StrategyDeployArgs),
+    Plan(PlanArgs),
     /// The backups taken before deployments (`--backup-dir` or `--backup-postgres`), oldest
     /// first.
     Backups,
@@ -192,7 +192,7 @@ pub enum Command {
     Compact(CompactArgs),
 }
 
-/// Flags of `deploy` and `plan`, which choose the strategy.
+/// Flags of `deploy`, which chooses the strategy.
 #[derive(Debug, Args, Clone, Default)]
 pub struct StrategyDeployArgs {
     /// What every deployment takes.
@@ -201,6 +201,38 @@ pub struct StrategyDeployArgs {
     /// The strategy (`DEPLOYMENT_STRATEGY`; or `strategy` in the config file).
     #[arg(long, value_enum)]
     pub strategy: Option<StrategyArg>,
+}
+
+/// Flags of `plan`: those of `deploy` but `--dry-run`, which a plan, never changing anything,
+/// has no use for (refused, rather than accepted to no effect).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PlanArgs {
+    /// The version to plan for (`VERSION`; or `version` in the config file).
+    #[arg(long, value_name = "SEMVER")]
+    pub version: Option<semver::Version>,
+    /// Share of the new version's requests the demo service would answer with a 500
+    /// (0 ..= 1), checked as `deploy` checks it.
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
+    pub error_rate: Option<f64>,
+    /// Delay the new version's demo service would add to each answer, in milliseconds,
+    /// checked as `deploy` checks it.
+    #[arg(long, value_name = "MS", allow_negative_numbers = true)]
+    pub latency_ms: Option<u64>,
+    /// The strategy (`DEPLOYMENT_STRATEGY`; or `strategy` in the config file).
+    #[arg(long, value_enum)]
+    pub strategy: Option<StrategyArg>,
+}
+
+impl PlanArgs {
+    /// The flags as the deployment planned would take them.
+    pub fn deploy(&self) -> DeployArgs {
+        DeployArgs {
+            version: self.version.clone(),
+            dry_run: true,
+            error_rate: self.error_rate,
+            latency_ms: self.latency_ms,
+        }
+    }
 }
 
 /// Flags of every deployment (alone, those of `deploy-blue-green`, which names its strategy,
@@ -375,5 +407,16 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// A plan never changes anything: `--dry-run` would be a flag that does nothing.
+    #[test]
+    fn a_plan_refuses_dry_run() {
+        let e = Cli::try_parse_from(["serin-cli", "plan", "--version", "1.0.0", "--dry-run"])
+            .expect_err("refused");
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{e}");
+        assert!(e.to_string().contains("--dry-run"), "{e}");
+        let cli = Cli::try_parse_from(["serin-cli", "plan", "--version", "1.0.0"]).unwrap();
+        assert!(matches!(cli.command, Command::Plan(_)));
     }
 }

@@ -15,7 +15,7 @@ use serin_signals::{InMemoryHealth, InMemorySource};
 use serin_traffic::{InMemoryRouter, TrafficRouter, TrafficSplit};
 use tokio::sync::broadcast;
 
-use crate::cli::args::{CanaryArgs, DeployArgs, RollbackArgs, StrategyArg, StrategyDeployArgs};
+use crate::cli::args::{CanaryArgs, DeployArgs, PlanArgs, RollbackArgs, StrategyArg};
 use crate::cli::backend::Stack;
 use crate::cli::context::Ctx;
 use crate::cli::exit::{CliError, Exit};
@@ -571,13 +571,13 @@ async fn finish(
 }
 
 /// `plan`: the dry run.
-pub async fn plan(ctx: &Ctx, args: &StrategyDeployArgs) -> Result<Exit, CliError> {
+pub async fn plan(ctx: &Ctx, args: &PlanArgs) -> Result<Exit, CliError> {
     let canary = CanaryArgs {
-        deploy: args.deploy.clone(),
+        deploy: args.deploy(),
         ..CanaryArgs::default()
     };
     let config = deploy_config(ctx, &canary, Flavour::Any(args.strategy))?;
-    behaviour(&args.deploy, Behaviour::default())?;
+    behaviour(&canary.deploy, Behaviour::default())?;
     plan_of(ctx, config).await
 }
 
