@@ -390,11 +390,10 @@ impl serin_orchestrator::testkit::PlatformFixture for Crashing<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_platform_passes_the_platform_suite() {
-    let dir = std::env::temp_dir().join(format!("serin-local-conformance-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(dir.join("locks"));
-    let config = ProcessConfig::new(&dir)
+    let dir = support::scratch("conformance");
+    let config = ProcessConfig::new(dir.path())
         .with_grace(Duration::from_secs(2))
-        .with_lock_dir(dir.join("locks"));
+        .with_lock_dir(dir.path().join("locks"));
     let platform = ProcessPlatform::new(config.clone()).unwrap();
     let template = support::demo_spec("web", "1.0.0", Track::Stable, 1);
     serin_orchestrator::testkit::check_all(&platform, &template, Duration::from_secs(10)).await;

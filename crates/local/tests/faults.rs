@@ -38,24 +38,26 @@ async fn never_ready(
     (err, msg)
 }
 
-/// A directory of this test run for the test `name`.
-fn test_dir(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("serin-local-faults-{name}-{}", std::process::id()))
+/// A directory of its own for the test `name`, removed when dropped.
+fn test_dir(name: &str) -> tempfile::TempDir {
+    support::scratch(&format!("faults-{name}"))
 }
 
-fn platform(name: &str) -> ProcessPlatform {
+/// A process platform for the test `name`, and its directory (keep it while the platform runs).
+fn platform(name: &str) -> (ProcessPlatform, tempfile::TempDir) {
     let dir = test_dir(name);
-    ProcessPlatform::new(
-        ProcessConfig::new(dir)
+    let platform = ProcessPlatform::new(
+        ProcessConfig::new(dir.path())
             .with_grace(Duration::from_secs(2))
             .with_probe_timeout(Duration::from_millis(300)),
     )
-    .unwrap()
+    .unwrap();
+    (platform, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_instance_is_reported_dead_and_its_requests_go_elsewhere() {
-    let p = platform("crash");
+    let (p, _dir) = platform("crash");
     let status = support::up(&p, Track::Stable, 2).await;
     let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
     router.sync_track(&status);
@@ -160,7 +162,7 @@ async fn an_instance_refusing_connections_costs_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_and_never_ready_instances_time_out_naming_them() {
-    let p = platform("never");
+    let (p, _dir) = platform("never");
     let never = demo_spec("web", "1.0.0", Track::Canary, 1)
         .with_env("DEMO_NEVER_READY", "1")
         .unwrap();
@@ -219,7 +221,7 @@ async fn a_port_in_use_is_a_clear_error() {
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
 
     // An instance whose port is taken dies at start; the platform says why.
-    let p = platform("port");
+    let (p, _dir) = platform("port");
     let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
         .unwrap()
         .with_command([
@@ -244,9 +246,8 @@ async fn a_port_in_use_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chatty_instance_log_is_rotated_and_its_last_words_are_reported() {
     let dir = test_dir("chatty");
-    let _ = std::fs::remove_dir_all(&dir);
     let p = ProcessPlatform::new(
-        ProcessConfig::new(&dir)
+        ProcessConfig::new(dir.path())
             .with_grace(Duration::from_secs(2))
             .with_log_rotation(16 * 1024, 2),
     )
@@ -282,7 +283,6 @@ async fn a_chatty_instance_log_is_rotated_and_its_last_words_are_reported() {
     );
     assert!(!std::path::Path::new(&format!("{}.3", log.display())).exists());
     p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A service that fails at start reports why on several lines, the cause first and a hint
@@ -290,7 +290,7 @@ async fn a_chatty_instance_log_is_rotated_and_its_last_words_are_reported() {
 /// reported with the tail of its log, which holds the cause, not with the hint alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_exits_at_start_is_reported_with_its_log_tail() {
-    let p = platform("exits-at-start");
+    let (p, _dir) = platform("exits-at-start");
     let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
         .unwrap()
         .with_command([
@@ -310,7 +310,6 @@ async fn an_instance_that_exits_at_start_is_reported_with_its_log_tail() {
         "{msg}"
     );
     p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
-    let _ = std::fs::remove_dir_all(test_dir("exits-at-start"));
 }
 
 /// An instance's log file outlives its process and is continued by the next one of the same
@@ -318,7 +317,7 @@ async fn an_instance_that_exits_at_start_is_reported_with_its_log_tail() {
 /// words of the one before it, which would blame the new version for the old one's output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_death_is_not_reported_with_an_earlier_process_s_output() {
-    let p = platform("silent-death");
+    let (p, _dir) = platform("silent-death");
     let spec = |script: &str| {
         serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
             .unwrap()
@@ -339,7 +338,6 @@ async fn a_silent_death_is_not_reported_with_an_earlier_process_s_output() {
         "{second}"
     );
     p.retire("web", &Track::Blue, Duration::ZERO).await.unwrap();
-    let _ = std::fs::remove_dir_all(test_dir("silent-death"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -843,12 +841,12 @@ async fn a_metrics_scraper_s_keep_alive_connection_ends_at_shutdown() {
 async fn a_service_started_by_a_wrapper_stops_with_it() {
     let dir = test_dir("wrapper");
     let p = ProcessPlatform::new(
-        ProcessConfig::new(&dir)
+        ProcessConfig::new(dir.path())
             .with_grace(Duration::from_secs(5))
             .with_probe_timeout(Duration::from_millis(300)),
     )
     .unwrap();
-    let pid_file = dir.join("service.pid");
+    let pid_file = dir.path().join("service.pid");
     let _ = std::fs::remove_file(&pid_file);
     // The shell stays, as the parent of the service, and passes no signal on. Without the
     // lifeline the service would only stop if signalled itself.
@@ -937,7 +935,7 @@ async fn written_pid(pid_file: &std::path::Path) -> i32 {
 async fn what_a_wrapper_leaves_behind_is_stopped_with_its_group() {
     let dir = test_dir("orphans");
     let grace = Duration::from_millis(500);
-    let p = ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(grace)).unwrap();
+    let p = ProcessPlatform::new(ProcessConfig::new(dir.path()).with_grace(grace)).unwrap();
     // `$0` is the file the service writes its process id to, then it becomes `sleep`.
     let service = |ignores_term: bool| {
         format!(
@@ -952,7 +950,7 @@ async fn what_a_wrapper_leaves_behind_is_stopped_with_its_group() {
         ("left", format!("{} &", service(false))),
     ];
     for (name, script) in cases {
-        let pid_file = dir.join(format!("{name}.pid"));
+        let pid_file = dir.path().join(format!("{name}.pid"));
         let _ = std::fs::remove_file(&pid_file);
         let spec = serin_orchestrator::TrackSpec::new(name, "1.0.0", Track::Blue, 1)
             .unwrap()
@@ -983,7 +981,7 @@ async fn what_a_wrapper_leaves_behind_is_stopped_with_its_group() {
 async fn instances_that_ignore_sigterm_share_one_grace_period() {
     let dir = test_dir("stubborn");
     let grace = Duration::from_secs(10);
-    let p = ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(grace)).unwrap();
+    let p = ProcessPlatform::new(ProcessConfig::new(dir.path()).with_grace(grace)).unwrap();
     let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 3)
         .unwrap()
         .with_command(["sh", "-c", "trap '' TERM; echo armed; exec sleep 600"])
@@ -1010,8 +1008,9 @@ async fn a_stop_cut_short_still_ends_what_a_wrapper_started() {
     let dir = test_dir("cancelled");
     // A long grace, so the retire below is still waiting in it when it is given up.
     let p =
-        ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(30))).unwrap();
-    let pid_file = dir.join("cancelled.pid");
+        ProcessPlatform::new(ProcessConfig::new(dir.path()).with_grace(Duration::from_secs(30)))
+            .unwrap();
+    let pid_file = dir.path().join("cancelled.pid");
     let _ = std::fs::remove_file(&pid_file);
     // The wrapper and its service ignore SIGTERM; the service writes its process id.
     let spec = serin_orchestrator::TrackSpec::new("web", "1.0.0", Track::Blue, 1)
@@ -1071,7 +1070,8 @@ fn pid_of(instance: &str, port: u16) -> nix::unistd::Pid {
 async fn one_slow_readiness_probe_does_not_take_the_only_instance_out() {
     use nix::sys::signal::{Signal, kill};
     let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
-    let proxied = Arc::new(ProxiedPlatform::new(platform("slow-probe"), router.clone()));
+    let (processes, _dir) = platform("slow-probe");
+    let proxied = Arc::new(ProxiedPlatform::new(processes, router.clone()));
     let status = support::up(&*proxied, Track::Stable, 1).await;
     let addr = status.ready_addresses()[0];
     router
@@ -1103,7 +1103,6 @@ async fn one_slow_readiness_probe_does_not_take_the_only_instance_out() {
         .await
         .unwrap();
     router.shutdown();
-    let _ = std::fs::remove_dir_all(test_dir("slow-probe"));
     assert_eq!(
         through_proxy,
         StatusCode::OK,

@@ -28,10 +28,10 @@ fn status_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_probes_what_the_platform_runs_and_forgets_what_it_retired() {
-    let dir = std::env::temp_dir().join(format!("serin-local-refresh-{}", std::process::id()));
+    let dir = support::scratch("refresh");
     let platform: Arc<dyn Platform> = Arc::new(
         ProcessPlatform::new(
-            ProcessConfig::new(&dir)
+            ProcessConfig::new(dir.path())
                 .with_grace(Duration::from_millis(500))
                 .with_probe_timeout(Duration::from_millis(500)),
         )
@@ -143,15 +143,13 @@ async fn refresh_probes_what_the_platform_runs_and_forgets_what_it_retired() {
             .await
             .unwrap();
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_refresh_keeps_results_fresh_until_the_source_is_dropped() {
-    let dir =
-        std::env::temp_dir().join(format!("serin-local-refresh-spawn-{}", std::process::id()));
+    let dir = support::scratch("refresh-spawn");
     let platform: Arc<dyn Platform> = Arc::new(
-        ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_millis(500)))
+        ProcessPlatform::new(ProcessConfig::new(dir.path()).with_grace(Duration::from_millis(500)))
             .unwrap(),
     );
     platform
@@ -188,5 +186,4 @@ async fn spawned_refresh_keeps_results_fresh_until_the_source_is_dropped() {
         .retire("web", &Track::Blue, Duration::ZERO)
         .await
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }

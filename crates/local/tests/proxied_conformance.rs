@@ -83,14 +83,13 @@ impl PlatformFixture for Proxied {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxied_platform_passes_the_platform_suite() {
-    let dir = std::env::temp_dir().join(format!("serin-local-proxied-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(dir.join("locks"));
+    let dir = support::scratch("proxied");
     // A grace period far shorter than the requests the suite holds: the demo service would
     // finish a request in flight on SIGTERM, so only a short grace shows whether the proxied
     // platform waited for it before it had the processes stopped.
-    let config = ProcessConfig::new(&dir)
+    let config = ProcessConfig::new(dir.path())
         .with_grace(Duration::from_millis(10))
-        .with_lock_dir(dir.join("locks"));
+        .with_lock_dir(dir.path().join("locks"));
     let router = ProxyRouter::bind(ProxyConfig::default()).await.unwrap();
     let processes = ProcessPlatform::new(config).unwrap();
     let platform = Arc::new(ProxiedPlatform::new(processes, router.clone()));

@@ -12,6 +12,8 @@ use serin_local::{ProcessConfig, ProcessPlatform};
 use serin_orchestrator::{Platform, TrackSpec};
 use serin_signals::Track;
 
+use crate::support;
+
 /// The parent of process `pid`, while it exists.
 fn parent_of(pid: i32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -23,11 +25,10 @@ fn parent_of(pid: i32) -> Option<u32> {
 async fn what_a_wrapper_left_behind_is_reaped_by_a_stop_that_inherited_it() {
     // As PID 1 is, this process becomes the parent of the orphans among its descendants.
     nix::sys::prctl::set_child_subreaper(true).unwrap();
-    let dir = std::env::temp_dir().join(format!("serin-local-reaping-{}", std::process::id()));
+    let dir = support::scratch("reaping");
     let grace = Duration::from_secs(10);
-    let p = ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(grace)).unwrap();
-    let pid_file = dir.join("left.pid");
-    let _ = std::fs::remove_file(&pid_file);
+    let p = ProcessPlatform::new(ProcessConfig::new(dir.path()).with_grace(grace)).unwrap();
+    let pid_file = dir.path().join("left.pid");
     // The wrapper starts the service and exits; the service writes its process id to `$0`
     // and stops on SIGTERM.
     let spec = TrackSpec::new("web", "1.0.0", Track::Blue, 1)

@@ -29,11 +29,11 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_request_on_an_instance_being_removed_completes() {
-    let dir = std::env::temp_dir().join(format!("serin-local-scale-{}", std::process::id()));
+    let dir = support::scratch("scale");
     // A grace period far shorter than the slow request: stopping the instance while the
     // request runs would kill it mid-answer.
     let platform = ProcessPlatform::new(
-        ProcessConfig::new(dir)
+        ProcessConfig::new(dir.path())
             .with_grace(Duration::from_millis(200))
             .with_probe_timeout(Duration::from_millis(300)),
     )
@@ -116,9 +116,10 @@ async fn a_slow_request_on_an_instance_being_removed_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_scale_ups_to_one_count_end_at_it_with_ids_of_their_own() {
-    let dir = std::env::temp_dir().join(format!("serin-local-scale-ids-{}", std::process::id()));
+    let dir = support::scratch("scale-ids");
     let platform = Arc::new(
-        ProcessPlatform::new(ProcessConfig::new(dir).with_grace(Duration::from_secs(2))).unwrap(),
+        ProcessPlatform::new(ProcessConfig::new(dir.path()).with_grace(Duration::from_secs(2)))
+            .unwrap(),
     );
     platform
         .bring_up(&demo_spec("web", "1.0.0", Track::Canary, 1))
@@ -157,23 +158,24 @@ async fn concurrent_scale_ups_to_one_count_end_at_it_with_ids_of_their_own() {
         .unwrap();
 }
 
-/// A process platform for the test `name`, with its own directory, a grace period of 2 s
-/// and probes bounded to 300 ms.
-fn platform(name: &str) -> ProcessPlatform {
-    let dir = std::env::temp_dir().join(format!("serin-local-scale-{name}-{}", std::process::id()));
-    ProcessPlatform::new(
-        ProcessConfig::new(dir)
+/// A process platform for the test `name`, with a grace period of 2 s and probes bounded to
+/// 300 ms, and its directory (keep it while the platform runs).
+fn platform(name: &str) -> (ProcessPlatform, tempfile::TempDir) {
+    let dir = support::scratch(&format!("scale-{name}"));
+    let platform = ProcessPlatform::new(
+        ProcessConfig::new(dir.path())
             .with_grace(Duration::from_secs(2))
             .with_probe_timeout(Duration::from_millis(300)),
     )
-    .unwrap()
+    .unwrap();
+    (platform, dir)
 }
 
 /// A scale-down of named instances stops those, though a scale to the same count would keep
 /// them (the oldest, ready): what a proxied platform that drained them relies on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_down_of_named_instances_stops_those_alone() {
-    let platform = platform("named");
+    let (platform, _dir) = platform("named");
     support::up(&platform, Track::Stable, 2).await;
     let status = platform
         .scale_down("web", &Track::Stable, &["stable-0".to_owned()])
@@ -192,7 +194,7 @@ async fn a_scale_down_of_named_instances_stops_those_alone() {
 /// the pods to delete: a crashed instance is never kept in place of a healthy one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_down_stops_a_dead_instance_before_the_newest_live_one() {
-    let platform = platform("dead");
+    let (platform, _dir) = platform("dead");
     let status = support::up(&platform, Track::Stable, 3).await;
     let oldest = status.instances[0].address.unwrap();
     // The crash ends the connection without an answer: the helper panics in its own task.

@@ -64,12 +64,10 @@ async fn on_worker_threads_switches_fail_no_request_either() {
 }
 
 async fn switch_under_load(config: ProxyConfig, name: &str) {
-    let dir = std::env::temp_dir().join(format!(
-        "serin-local-switching-{name}-{}",
-        std::process::id()
-    ));
+    let dir = support::scratch(&format!("switching-{name}"));
     let platform =
-        ProcessPlatform::new(ProcessConfig::new(&dir).with_grace(Duration::from_secs(3))).unwrap();
+        ProcessPlatform::new(ProcessConfig::new(dir.path()).with_grace(Duration::from_secs(3)))
+            .unwrap();
     let router = ProxyRouter::bind(config).await.unwrap();
     let pause = Duration::from_millis(150);
 

@@ -3,7 +3,6 @@
 //! because of a switch.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -65,6 +64,8 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 struct Local {
     _turn: tokio::sync::MutexGuard<'static, ()>,
+    /// The processes' logs and lock files, removed when the scenario ends.
+    _dir: tempfile::TempDir,
     router: ProxyRouter,
     platform: Arc<ProxiedPlatform>,
     orchestrator: Orchestrator,
@@ -75,12 +76,10 @@ impl Local {
     async fn new(rates: &'static [(&'static str, &'static str)]) -> Local {
         let turn = ONE_AT_A_TIME.lock().await;
         let demo = demo_binary().display().to_string();
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "serin-orchestrator-local-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = tempfile::Builder::new()
+            .prefix("serin-orchestrator-local-")
+            .tempdir()
+            .expect("temp dir");
         // A generous connect timeout: the machine running the tests may be busy, and a slow
         // accept is not what these tests are about.
         let router =
@@ -88,7 +87,7 @@ impl Local {
                 .await
                 .expect("proxy");
         let platform = Arc::new(ProxiedPlatform::new(
-            ProcessPlatform::new(ProcessConfig::new(dir).with_grace(Duration::from_secs(1)))
+            ProcessPlatform::new(ProcessConfig::new(dir.path()).with_grace(Duration::from_secs(1)))
                 .expect("platform"),
             router.clone(),
         ));
@@ -114,6 +113,7 @@ impl Local {
         platform.spawn_sync(Duration::from_millis(50));
         Local {
             _turn: turn,
+            _dir: dir,
             router,
             platform,
             orchestrator,

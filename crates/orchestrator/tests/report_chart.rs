@@ -195,25 +195,23 @@ async fn windows_without_data_break_the_lines_and_reports_without_samples_still_
 async fn a_chart_is_written_only_as_svg_and_bad_options_change_nothing() {
     let o = fleet(26, Some(StrategyKind::Canary)).await;
     let r = deploy(&o, "1.1.0", StrategyKind::Canary).await;
-    let dir = std::env::temp_dir().join(format!("serin-report-chart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("chart.svg");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("chart.svg");
     r.write_chart(&path, &ChartOptions::default().with_title("release 1.1.0"))
         .expect("write");
     let written = std::fs::read_to_string(&path).expect("read");
     assert!(written.contains("release 1.1.0") && written.contains("</svg>"));
 
-    let png = dir.join("chart.png");
+    let png = dir.path().join("chart.png");
     let e = r
         .write_chart(&png, &ChartOptions::default())
         .expect_err("not svg");
     assert!(e.to_string().contains("*.svg"), "{e}");
     assert!(!png.exists());
-    let tiny = dir.join("tiny.svg");
+    let tiny = dir.path().join("tiny.svg");
     let e = r
         .write_chart(&tiny, &ChartOptions::default().with_size(1000, 10))
         .expect_err("too small");
     assert!(e.to_string().contains("chartOptions.height"), "{e}");
     assert!(!tiny.exists());
-    std::fs::remove_dir_all(&dir).expect("clean up");
 }

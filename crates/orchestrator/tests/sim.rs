@@ -391,10 +391,8 @@ async fn a_file_journal_replays_every_record_of_a_canary_and_its_report() {
     // Judges' evidence holds numbers JSON has no words for (a ratio over zero errors is NaN, an
     // unbounded interval is infinite); every record must still read back, or a resume would
     // replay an older state.
-    let dir = std::env::temp_dir().join(format!("serin-sim-journal-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let path = dir.join("journal.jsonl");
-    let _ = std::fs::remove_file(&path);
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("journal.jsonl");
     let journal = Arc::new(FileJournal::open(&path).expect("journal"));
     let s = sim_with(
         constant_rates(5, &[("1.0.0", 0.0), ("1.1.0", 0.0)]),
@@ -421,7 +419,6 @@ async fn a_file_journal_replays_every_record_of_a_canary_and_its_report() {
     let json = report.to_json().expect("json");
     let back: Report = serde_json::from_str(&json).expect("the report reads back");
     assert_eq!(back.timeline.len(), report.timeline.len());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A canary failing `canary_rate` of its requests against a baseline failing 1%, both error

@@ -24,6 +24,15 @@ use tokio::task::JoinHandle;
 
 pub const DEMO: &str = env!("CARGO_BIN_EXE_serin-demo-service");
 
+/// A directory of its own for the test `name` (logs, lock and pid files), removed with
+/// everything in it when the test drops it, so that test runs leave nothing behind.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("serin-local-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+}
+
 /// `instances` instances of the demo service `web` 1.0.0 brought up on `track` of `platform`,
 /// once all are ready (at most 10 s, read every 20 ms).
 pub async fn up(platform: &dyn Platform, track: Track, instances: u32) -> TrackStatus {
