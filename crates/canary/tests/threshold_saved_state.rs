@@ -85,3 +85,28 @@ fn a_flagger_check_never_made_is_refused() {
     );
     assert!(msg.contains("`3`") && msg.contains("2 checks"), "{msg}");
 }
+
+#[test]
+fn flagger_failed_checks_past_the_threshold_are_refused() {
+    let mut c = FlaggerConfig::new(Metric::ErrorRate, Quantity::ErrorRate, Range::at_most(0.01));
+    c.threshold = 3;
+    let mut j = FlaggerJudge::new(c).unwrap();
+    for v in [0.5, 0.5, 0.0, 0.0, 0.0] {
+        j.check(Some(v));
+    }
+    let state = serde_json::to_value(&j).unwrap();
+    let back: FlaggerJudge = serde_json::from_value(state.clone()).unwrap();
+    assert_eq!(back, j);
+    // The third failed check rolls back and no check is recorded after it, so no run leaves
+    // four, though five checks were made.
+    let msg = refused::<FlaggerJudge>(
+        with(state.clone(), &[("failedChecks", json!(4))]),
+        "flaggerJudge.failedChecks",
+    );
+    assert!(msg.contains("`4`") && msg.contains("threshold 3"), "{msg}");
+    // A judge that reached it reads back, failed for good.
+    j.check(Some(0.5));
+    assert!(j.rolls_back());
+    let back: FlaggerJudge = serde_json::from_value(serde_json::to_value(&j).unwrap()).unwrap();
+    assert_eq!(back, j);
+}

@@ -212,7 +212,8 @@ pub struct FlaggerJudge {
 }
 
 /// A journalled [`FlaggerJudge`] as read back, checked before it becomes a judge: the settings
-/// as the constructor checks them, failed checks among the checks made, and a last check
+/// as the constructor checks them, failed checks among the checks made and never past the
+/// threshold (the check that reaches it rolls back, and none is recorded after), a last check
 /// exactly when one was made, with the outcome its value checks as. A last check that passed
 /// with no check made, or on a failing value, would pass the canary on a check it never had,
 /// so such a record is refused, naming the field.
@@ -235,6 +236,17 @@ impl TryFrom<SavedFlaggerJudge> for FlaggerJudge {
                 "flaggerJudge.failedChecks",
                 s.failed_checks,
                 format!("exceeds the {} checks made", s.checks),
+            ));
+        }
+        let threshold = s.config.failed_checks_to_roll_back();
+        if s.failed_checks > threshold {
+            return Err(Error::invalid_input(
+                "flaggerJudge.failedChecks",
+                s.failed_checks,
+                format!(
+                    "exceeds the threshold {threshold}: the check that reaches it rolls back, \
+                     and none is recorded after it"
+                ),
             ));
         }
         if s.last.is_some() != (s.checks > 0) {
