@@ -124,9 +124,54 @@ fn a_promotion_past_the_maximum_duration_is_refused_and_the_rollout_rolls_back()
     let d = ctl.tick(at(1_801));
     assert_eq!(d.action, Action::Rollback);
     assert!(d.reason.contains("maximum duration"), "{}", d.reason);
-    // Within the deadline the same promotion is carried out.
-    let mut ctl = started_with_a_maximum_duration();
+    // Within the deadline the same promotion is carried out (held up to it, so the step's
+    // progress deadline has not run out either).
+    let mut ctl = held_to_the_maximum_duration();
     let d = ctl.command(Command::Promote, at(1_800)).unwrap();
+    assert_eq!(d.action, Action::Promote);
+}
+
+/// [`held_policy`], started at 0 and ticked each second while it holds on its inconclusive
+/// analysis; with the second whose tick rolls it back for the progress deadline.
+fn held_to_the_progress_deadline() -> (Ctl, u64) {
+    let mut ctl = Ctl::new(held_policy(), vec![judge()]).unwrap();
+    assert_eq!(ctl.tick(at(0)).action, Action::SetWeight(10));
+    let mut rng = Rng::new(7);
+    for s in 1..1_000 {
+        feed_healthy(&mut ctl, &mut rng, s - 1);
+        let mut ahead = ctl.clone();
+        let d = ahead.tick(at(s));
+        if d.action == Action::Rollback {
+            assert!(d.reason.contains("progress deadline"), "{}", d.reason);
+            return (ctl, s);
+        }
+        assert_eq!(ctl.tick(at(s)).action, Action::Hold, "second {s}");
+    }
+    panic!("the progress deadline never rolled the rollout back");
+}
+
+#[test]
+fn a_promotion_past_the_progress_deadline_is_refused_and_the_rollout_rolls_back() {
+    let (mut ctl, due) = held_to_the_progress_deadline();
+    // An operator promotes after the step's deadline ran out but before the next tick decided
+    // it: refused, naming the command and why, and nothing changes.
+    let mut in_time = ctl.clone();
+    let before = serde_json::to_value(ctl.state()).unwrap();
+    let e = ctl
+        .command(Command::Promote, at(due))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("command") && e.contains("promote") && e.contains("progress deadline"),
+        "{e}"
+    );
+    assert_eq!(serde_json::to_value(ctl.state()).unwrap(), before);
+    // The next decision is the rollback the deadline asks for.
+    let d = ctl.tick(at(due));
+    assert_eq!(d.action, Action::Rollback);
+    assert!(d.reason.contains("progress deadline"), "{}", d.reason);
+    // Within the deadline the same promotion is carried out.
+    let d = in_time.command(Command::Promote, at(due - 1)).unwrap();
     assert_eq!(d.action, Action::Promote);
 }
 

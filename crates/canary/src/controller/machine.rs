@@ -792,7 +792,11 @@ impl<J: Judge> CanaryController<J> {
     }
 
     /// Applies a command, then decides. A promotion is refused (an error, nothing changes) while
-    /// any judge fails with a warning or critical severity.
+    /// any judge fails with a warning or critical severity, and once the rollout's next
+    /// decision is a rollback: past `maxDuration`, holding past the step's progress deadline,
+    /// or on a run concluded inconclusive under [`OnInconclusive::Rollback`] (rules 3 and 4).
+    /// A command that arrives after the deadline ran out but before a tick decided it would
+    /// otherwise let the deadline pass unanswered; the next tick rolls the rollout back.
     ///
     /// Once the rollout is over, a command that asks for its outcome again (or a resume)
     /// repeats its final decision, but one that asks for the other outcome is an error and
@@ -863,6 +867,20 @@ impl<J: Judge> CanaryController<J> {
                         ),
                     ));
                 }
+                // So does the progress deadline of a step held past it (rule 3), and a run
+                // concluded inconclusive under `OnInconclusive::Rollback` (rule 4): whatever
+                // the next decision rolls back on, a promotion must not slip in before it.
+                let next = self.next_decision(now);
+                if next.action == Action::Rollback {
+                    return Err(Error::invalid_input(
+                        "command",
+                        "promote",
+                        format!(
+                            "refused: the rollout's next decision rolls it back ({})",
+                            next.reason
+                        ),
+                    ));
+                }
                 self.start(now);
                 Ok(self.finish(
                     Phase::Promoted,
@@ -873,6 +891,15 @@ impl<J: Judge> CanaryController<J> {
                 ))
             }
         }
+    }
+
+    /// The decision a [`tick`](Self::tick) at `now` would take, without taking it: deciding
+    /// changes only the controller's state, which is put back as it was.
+    fn next_decision(&mut self, now: Timestamp) -> Decision {
+        let before = self.state.clone();
+        let next = self.decide(now);
+        self.state = before;
+        next
     }
 
     /// Ends the current pause step as [`Command::Resume`] does, without deciding: the next
