@@ -381,8 +381,9 @@ impl CanaryConfig {
     /// every weight the canary sets from step `from` on (0 at the start, the current step on a
     /// resume): the router would refuse one off it only once the new track is up. The error
     /// names the field the weight comes from, the step and the weight. An exposure budget,
-    /// which sizes the first weight in whole percents as the canary runs, needs a router of
-    /// whole percents until that weight is set.
+    /// which sizes in whole percents as the canary runs every raise from 0% (the first weight,
+    /// and a first weight again after a step back to 0%), needs a router of whole percents
+    /// while such a raise is still to come.
     pub(crate) fn check_granularity(
         &self,
         granularity: Weight,
@@ -426,13 +427,23 @@ impl CanaryConfig {
                 format!("step {i} sets the canary's weight to {w}%, but {cannot}"),
             ));
         }
-        let first_weight_to_come = weights().next().is_some_and(|(i, _)| i >= from);
+        // Pacing sizes every raise from 0% by the budget, not only the rollout's first: a step
+        // back to 0% exposes users afresh, and the raise after it is paced as the first one is.
+        let sized = weights().find(|(i, w)| *i >= from && *w > 0 && policy.weight_before(*i) == 0);
         match self.pacing.as_ref().and_then(|p| p.exposure_budget) {
-            Some(budget) if !fits(1) && first_weight_to_come => Err(Error::invalid(
-                "canaryConfig.pacing.exposureBudget",
-                budget,
-                format!("sizes the canary's first weight in whole percents, but {cannot}"),
-            )),
+            Some(budget)
+                if !fits(1)
+                    && let Some((i, w)) = sized =>
+            {
+                Err(Error::invalid(
+                    "canaryConfig.pacing.exposureBudget",
+                    budget,
+                    format!(
+                        "sizes the canary's weight in whole percents on its raise from 0% \
+                         (step {i}, to {w}%), but {cannot}"
+                    ),
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -871,5 +882,50 @@ fn resource_limit(usage: &str, max: Option<f64>, capacity: Option<f64>, unit: &s
             ),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resume past the first weight still meets a raise from 0% after a step back to it,
+    /// which the budget sizes in whole percents as the first one.
+    #[test]
+    fn a_budget_raise_from_0_after_the_first_weight_needs_whole_percents_too() {
+        let config = CanaryConfig {
+            steps: Some(
+                serde_json::from_str(
+                    r#"[{"setWeight": 10}, {"pause": {"duration": "1m"}}, {"setWeight": 0},
+                        {"pause": {"duration": "1m"}}, {"setWeight": 20},
+                        {"pause": {"duration": "1m"}}, {"setWeight": 30}]"#,
+                )
+                .expect("steps"),
+            ),
+            pacing: Some(
+                serde_json::from_str(r#"{"detectableRatio": 2.0, "exposureBudget": 3000}"#)
+                    .expect("pacing"),
+            ),
+            ..CanaryConfig::default()
+        };
+        let five = Weight::from_percent(5).expect("5%");
+        for from in [0, 1, 4] {
+            let err = config
+                .check_granularity(five, "coarse", from)
+                .expect_err("a raise from 0% is to come")
+                .to_string();
+            assert!(
+                err.contains("canaryConfig.pacing.exposureBudget")
+                    && err.contains("granularity 5%"),
+                "from step {from}: {err}"
+            );
+        }
+        // Past the last raise from 0%, only the weights themselves are checked.
+        assert!(config.check_granularity(five, "coarse", 5).is_ok());
+        assert!(
+            config
+                .check_granularity(Weight::from_percent(1).expect("1%"), "fine", 1)
+                .is_ok()
+        );
     }
 }
