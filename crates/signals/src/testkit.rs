@@ -641,6 +641,51 @@ pub async fn check_health_dependencies_and_instances(
     );
 }
 
+/// A probe's summary over instances that fail alike is the most recent of them, whatever the
+/// order the results arrived in or the instances sort in, and it keeps the instance it is the
+/// result of: evidence that names no instance, or the wrong one, sends an operator to the
+/// wrong place. [`HealthSource::signals`] names each instance too.
+pub async fn check_health_ties_and_instances(
+    source: &dyn HealthSource,
+    fixture: &dyn HealthFixture,
+) {
+    let track = fixture.fresh_track("ties");
+    let at = Timestamp::from_millis(12_000);
+    let later = at.saturating_add(Duration::from_millis(1));
+    // The newer failure arrives first and sorts first, so a source that keeps the last
+    // arranged, or the last listed, reports the older one.
+    for (instance, when) in [("i-0", later), ("i-1", at)] {
+        put(
+            fixture,
+            HealthSignal::new(track.clone(), Probe::Liveness, ProbeStatus::Fail, when)
+                .with_instance(instance),
+        )
+        .await;
+    }
+    let got = probe(source, &track, &Probe::Liveness).await;
+    assert_eq!(
+        got.as_ref()
+            .map(|s| (s.status, s.at, s.instance.as_deref())),
+        Some((ProbeStatus::Fail, later, Some("i-0"))),
+        "{}: of instances failing alike, the most recent result must win, with its instance",
+        source.name()
+    );
+    let listed: Vec<_> = signals(source, &track)
+        .await
+        .into_iter()
+        .map(|s| (s.instance, s.at))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (Some("i-0".to_owned()), later),
+            (Some("i-1".to_owned()), at)
+        ],
+        "{}: signals must keep each instance's name",
+        source.name()
+    );
+}
+
 /// A [`Track::Named`] built around its name check is refused by both calls with an error
 /// naming the track, not answered as a track never probed: a `Named("stable")` would read as
 /// unknown while the stable track's probes fail.
@@ -677,6 +722,7 @@ pub async fn check_health_source_all(source: &dyn HealthSource, fixture: &dyn He
     check_health_latest(source, fixture).await;
     check_health_tracks_apart(source, fixture).await;
     check_health_dependencies_and_instances(source, fixture).await;
+    check_health_ties_and_instances(source, fixture).await;
     check_health_invalid_tracks_refused(source, fixture).await;
 }
 

@@ -50,6 +50,10 @@ enum Flaw {
     NewestInstanceWins,
     /// Ranks an unknown result as worse than a failed one.
     UnknownOutranksFail,
+    /// Summarises instances failing alike by the oldest result.
+    OldestOnTie,
+    /// Reports results without the instance they are of.
+    Nameless,
 }
 
 /// A store of probe results with one flaw.
@@ -89,6 +93,16 @@ impl HealthSource for Store {
             };
             return Ok(results.max_by_key(|s| (rank(s.status), s.at)).cloned());
         }
+        if self.flaw == Flaw::OldestOnTie {
+            let rank = |status| match status {
+                ProbeStatus::Pass => 0,
+                ProbeStatus::Unknown => 1,
+                ProbeStatus::Fail => 2,
+            };
+            return Ok(results
+                .max_by_key(|s| (rank(s.status), std::cmp::Reverse(s.at)))
+                .cloned());
+        }
         Ok(worst_signal(results).cloned())
     }
 
@@ -99,6 +113,9 @@ impl HealthSource for Store {
         out.sort_by_key(|s| (probe_key(&s.probe), s.instance.clone()));
         if self.flaw == Flaw::Unordered {
             out.reverse();
+        }
+        if self.flaw == Flaw::Nameless {
+            out.iter_mut().for_each(|s| s.instance = None);
         }
         Ok(out)
     }
@@ -151,5 +168,19 @@ async fn a_store_that_lists_signals_out_of_order_fails_the_suite() {
 #[should_panic(expected = "a failing instance must outrank an unknown one")]
 async fn a_store_where_an_unknown_instance_hides_a_failing_one_fails_the_suite() {
     let store = Store::new(Flaw::UnknownOutranksFail);
+    testkit::check_health_source_all(&store, &store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "the most recent result must win")]
+async fn a_store_where_the_oldest_of_a_tie_wins_fails_the_suite() {
+    let store = Store::new(Flaw::OldestOnTie);
+    testkit::check_health_source_all(&store, &store).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "with its instance")]
+async fn a_store_that_drops_the_instance_fails_the_suite() {
+    let store = Store::new(Flaw::Nameless);
     testkit::check_health_source_all(&store, &store).await;
 }
