@@ -221,7 +221,8 @@ pub struct Release {
     /// Withdrawn: never a target or a stop.
     #[serde(default)]
     pub yanked: bool,
-    /// The database schema version this release needs.
+    /// The database schema version this release needs: never below an older release's, as
+    /// migrations run in version order (a registry that says otherwise is refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u64>,
     /// APIs offered.
@@ -466,6 +467,47 @@ fn same_release<'a>(
         .filter(|r| r.version.cmp_precedence(version).is_eq())
 }
 
+/// Refuses a schema version that goes back against the releases beside `version`: the
+/// migrations run in version order, so a newer release needs at least the schema of an older
+/// one. Otherwise a move up would be judged as one down (a rollback that keeps the database
+/// ahead), and a rollback as a move that needs migrations.
+fn check_schema_order(
+    releases: &BTreeMap<Version, Release>,
+    version: &Version,
+    schema: u64,
+    path: &str,
+) -> Result<()> {
+    fn with_schema(r: &Release) -> Option<(&Release, u64)> {
+        r.schema_version.map(|s| (r, s))
+    }
+    let older = releases
+        .range(..version)
+        .rev()
+        .find_map(|(_, r)| with_schema(r))
+        .filter(|(_, s)| *s > schema);
+    let newer = releases
+        .range(version..)
+        .find_map(|(_, r)| with_schema(r))
+        .filter(|(_, s)| *s < schema);
+    let Some((other, at)) = older.or(newer) else {
+        return Ok(());
+    };
+    let (than, which) = if other.version < *version {
+        ("older", "above")
+    } else {
+        ("newer", "below")
+    };
+    Err(Error::InvalidValue {
+        path: format!("{path}.schemaVersion"),
+        value: schema.to_string(),
+        reason: format!(
+            "{than} release {} needs schema version {at}, {which} it: migrations run in version \
+             order, so a newer release never needs an older schema",
+            other.version
+        ),
+    })
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
@@ -509,6 +551,10 @@ impl Registry {
                 service: service.to_owned(),
                 version,
             });
+        }
+        if let (Some(schema), Some(releases)) = (release.schema_version, self.services.get(service))
+        {
+            check_schema_order(releases, &release.version, schema, path)?;
         }
         self.services
             .entry(service.to_owned())
@@ -688,6 +734,44 @@ mod tests {
                 .to_string();
             assert!(err.contains("must not be empty"), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn a_schema_version_that_goes_back_is_refused_naming_the_release_beside_it() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        for (yaml, at, other) in [
+            (
+                "services:\n  api:\n    releases:\n      - {version: 1.0.0, schemaVersion: 5}\n      \
+                 - {version: 1.1.0}\n      - {version: 2.0.0, schemaVersion: 4}\n",
+                "services.api.releases[2].schemaVersion",
+                "older release 1.0.0 needs schema version 5, above it",
+            ),
+            (
+                "services:\n  api:\n    releases:\n      - {version: 2.0.0, schemaVersion: 4}\n      \
+                 - {version: 1.0.0, schemaVersion: 5}\n",
+                "services.api.releases[1].schemaVersion",
+                "newer release 2.0.0 needs schema version 4, below it",
+            ),
+        ] {
+            let err = serde_yaml_ng::from_str::<Registry>(yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(at) && err.contains(other), "{err}");
+        }
+        let mut registry = Registry::new();
+        registry
+            .add_release("api", Release::new(v("1.0.0")).with_schema_version(5))
+            .unwrap();
+        let err = registry
+            .add_release("api", Release::new(v("1.1.0")).with_schema_version(4))
+            .unwrap_err();
+        assert!(err.to_string().contains("schemaVersion"), "{err}");
+        assert!(registry.release("api", &v("1.1.0")).is_none());
+        // Equal and rising versions load, with releases that name none between them.
+        let yaml = "services:\n  api:\n    releases:\n      - {version: 1.0.0, schemaVersion: 4}\n      \
+                    - {version: 1.1.0}\n      - {version: 1.2.0, schemaVersion: 4}\n      \
+                    - {version: 2.0.0, schemaVersion: 6}\n";
+        serde_yaml_ng::from_str::<Registry>(yaml).unwrap();
     }
 
     #[test]
