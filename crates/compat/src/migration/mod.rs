@@ -52,6 +52,7 @@ pub const RULES: &[&str] = &[
     "adding-exclusion-constraint",
     "adding-field-with-default",
     "adding-foreign-key-constraint",
+    "adding-generated-always",
     "adding-not-nullable-field",
     "adding-required-field",
     "adding-serial-primary-key-field",

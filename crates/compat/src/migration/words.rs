@@ -36,7 +36,8 @@ pub(super) enum ByWords {
     /// relation of the kind in `a` copied, all of them locked first (ACCESS EXCLUSIVE).
     MoveTablespace { kind: Relation, from: ObjectName },
     /// `ALTER [COLUMN] c SET STATISTICS | STORAGE | COMPRESSION ...`, `SET | RESET (options)`
-    /// (`OPTIONS`) or `ADD GENERATED ... AS IDENTITY (...)`: the catalog only.
+    /// (`OPTIONS`) or `ADD GENERATED ... AS IDENTITY (...)`: the catalog only. `setting` ends
+    /// in `ALWAYS` for `ADD GENERATED ALWAYS` and `SET GENERATED ALWAYS`.
     ColumnSetting {
         table: ObjectName,
         column: ObjectName,
@@ -711,8 +712,10 @@ impl ByWords {
         let column = w.name()?;
         if w.keyword("ADD") {
             // `ADD GENERATED ... AS IDENTITY (sequence options)`, as `pg_dump` writes it.
-            let identity = w.keyword("GENERATED")
-                && (w.keyword("ALWAYS") || (w.keyword("BY") && w.keyword("DEFAULT")))
+            let generated = w.keyword("GENERATED");
+            let always = generated && w.keyword("ALWAYS");
+            let identity = generated
+                && (always || (w.keyword("BY") && w.keyword("DEFAULT")))
                 && w.keyword("AS")
                 && w.keyword("IDENTITY");
             if !identity || (w.next_is(&Token::LParen) && !w.skip_to_close()) {
@@ -721,7 +724,12 @@ impl ByWords {
             return w.done().then(|| Self::ColumnSetting {
                 table,
                 column,
-                setting: "IDENTITY".to_owned(),
+                setting: if always {
+                    "IDENTITY ALWAYS"
+                } else {
+                    "IDENTITY"
+                }
+                .to_owned(),
             });
         }
         // An identity or generated column's settings: `DROP EXPRESSION`, `DROP IDENTITY`,
@@ -753,11 +761,17 @@ impl ByWords {
             return None;
         }
         if w.keyword("GENERATED") {
-            let generated = w.keyword("ALWAYS") || (w.keyword("BY") && w.keyword("DEFAULT"));
+            let always = w.keyword("ALWAYS");
+            let generated = always || (w.keyword("BY") && w.keyword("DEFAULT"));
             return (generated && w.done()).then(|| Self::ColumnSetting {
                 table,
                 column,
-                setting: "GENERATED".to_owned(),
+                setting: if always {
+                    "GENERATED ALWAYS"
+                } else {
+                    "GENERATED"
+                }
+                .to_owned(),
             });
         }
         if w.peek() == Some(&Token::LParen) {
