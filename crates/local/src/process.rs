@@ -266,6 +266,11 @@ pub struct ProcessPlatform {
     config: ProcessConfig,
     tracks: Mutex<BTreeMap<TrackKey, Running>>,
     locks: Option<crate::LockDir>,
+    /// Held while a start makes (or finds) its service's log directory and opens its log
+    /// there, and while a failed start takes back the log and the directory it made: a start
+    /// of another track of the same service never has the directory it found removed before
+    /// its log is in it.
+    log_dirs: Mutex<()>,
 }
 
 impl std::fmt::Debug for ProcessPlatform {
@@ -475,6 +480,7 @@ impl ProcessPlatform {
             config,
             tracks: Mutex::new(BTreeMap::new()),
             locks,
+            log_dirs: Mutex::new(()),
         })
     }
 
@@ -498,24 +504,55 @@ impl ProcessPlatform {
         let port = free_loopback_port()
             .map_err(|e| fail(format!("no free loopback port for {id}: {e}")))?;
         let log = self.log_path(spec.service(), &id);
+        let dir = self.config.log_dir.join(spec.service());
         let cannot_log = |e: std::io::Error| fail(format!("cannot log to {}: {e}", log.display()));
-        std::fs::create_dir_all(self.config.log_dir.join(spec.service())).map_err(cannot_log)?;
-        // A log this start makes is taken back if the process does not start: an empty file
-        // would say an instance ran that never did. One an earlier process wrote stays.
+        // A log and a service directory this start makes are taken back if the process does
+        // not start: an empty file, or an empty directory, would say an instance ran that
+        // never did. A log an earlier process wrote stays, and so does a directory another
+        // instance logs in (removed only while empty).
+        let dirs = self.log_dirs();
+        let made = create_dirs(&dir).map_err(cannot_log)?;
         let new_log = std::fs::symlink_metadata(&log).is_err();
-        let started = self.start(spec, id, port, &log);
-        if started.is_err() && new_log {
-            let _ = std::fs::remove_file(&log);
+        let take_back = || {
+            if new_log {
+                let _ = std::fs::remove_file(&log);
+            }
+            remove_made(&dir, made.as_deref());
+        };
+        let file = match RotatingFile::open(&log, self.config.log_rotation) {
+            Ok(file) => file,
+            Err(e) => {
+                take_back();
+                return Err(cannot_log(e));
+            }
+        };
+        drop(dirs);
+        let started = self.start(spec, id, port, &log, file);
+        if started.is_err() {
+            let _dirs = self.log_dirs();
+            take_back();
         }
         started
     }
 
-    /// Starts instance `id` of `spec` on `port`, its output going to `log` (see
-    /// [`spawn`](Self::spawn)).
-    fn start(&self, spec: &TrackSpec, id: String, port: u16, log: &Path) -> Result<Proc> {
+    fn log_dirs(&self) -> MutexGuard<'_, ()> {
+        self.log_dirs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts instance `id` of `spec` on `port`, its output going to `file`, the log at `log`
+    /// (see [`spawn`](Self::spawn)).
+    fn start(
+        &self,
+        spec: &TrackSpec,
+        id: String,
+        port: u16,
+        log: &Path,
+        file: RotatingFile,
+    ) -> Result<Proc> {
         let fail = |reason: String| Error::platform("process", reason);
         let cannot_log = |e: std::io::Error| fail(format!("cannot log to {}: {e}", log.display()));
-        let file = RotatingFile::open(log, self.config.log_rotation).map_err(cannot_log)?;
         let (reader, out) = std::io::pipe().map_err(cannot_log)?;
         let err = out.try_clone().map_err(cannot_log)?;
         let pump = Pump::start(&id, reader, file).map_err(cannot_log)?;
@@ -1051,6 +1088,45 @@ mod tests {
         p.bring_up(&spec).await.unwrap_err();
         assert_eq!(std::fs::read_to_string(&earlier).unwrap(), "earlier\n");
         assert!(!p.log_path("web", "green-1").exists());
+    }
+
+    /// A start that fails takes back the service's log directory it made, but never one
+    /// another track of the service logs in, nor one that starts meanwhile.
+    #[tokio::test]
+    async fn a_command_that_cannot_start_leaves_no_service_log_directory_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = ProcessPlatform::new(ProcessConfig::new(dir.path())).unwrap();
+        let bad = TrackSpec::new("web", "1.0.0", Track::Green, 1)
+            .unwrap()
+            .with_command(["/no/such/command"])
+            .unwrap();
+        p.bring_up(&bad).await.unwrap_err();
+        assert!(!dir.path().join("web").exists(), "service directory left");
+        // Another track of the service starting at the same moment keeps its directory.
+        let good = TrackSpec::new("web", "1.0.0", Track::Blue, 1)
+            .unwrap()
+            .with_command(["sleep", "30"])
+            .unwrap();
+        for _ in 0..50 {
+            let rt = tokio::runtime::Handle::current();
+            let (failed, started) = std::thread::scope(|s| {
+                let failed = s.spawn(|| {
+                    let _rt = rt.enter();
+                    p.spawn(&bad, 0).is_err()
+                });
+                let started = s.spawn(|| {
+                    let _rt = rt.enter();
+                    p.spawn(&good, 0).map_err(|e| e.to_string())
+                });
+                (failed.join().unwrap(), started.join().unwrap())
+            });
+            assert!(failed);
+            let started = started.expect("the other track's start failed");
+            assert!(p.log_path("web", "blue-0").exists(), "its log went");
+            drop(started);
+            std::fs::remove_file(p.log_path("web", "blue-0")).unwrap();
+            std::fs::remove_dir(dir.path().join("web")).unwrap();
+        }
     }
 
     #[test]
