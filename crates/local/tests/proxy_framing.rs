@@ -669,3 +669,32 @@ async fn options_for_the_whole_server_reaches_the_instance_as_an_asterisk() {
     }
     router.shutdown();
 }
+
+#[tokio::test]
+async fn a_bodyless_answer_naming_the_coding_a_get_would_have_had_is_passed_on() {
+    // RFC 9112, 6.1: an answer to a HEAD, or a 304, may name the transfer coding the body
+    // would have had; it has no body, so nothing would pass on applied but unnamed.
+    for (request, reply, status) in [
+        (
+            &b"HEAD / HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n"[..],
+            &b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n"[..],
+            "HTTP/1.1 200",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nhost: shop\r\nif-none-match: \"v1\"\r\nconnection: close\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\netag: \"v1\"\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 304",
+        ),
+    ] {
+        let (instance, _seen) = scripted(reply).await;
+        let router = proxy(ProxyConfig::default().with_workers(0), instance, None).await;
+        let (_stream, head) = send_raw(router.local_addr(), request).await;
+        assert!(head.starts_with(status), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{head}"
+        );
+        assert_eq!(measured(&router, "stable"), (1.0, 0.0), "{head}");
+        router.shutdown();
+    }
+}

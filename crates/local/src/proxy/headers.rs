@@ -222,7 +222,8 @@ pub(super) fn max_forwards(headers: &HeaderMap) -> Option<u64> {
 /// the header). The proxy decodes chunked framing and frames the message again for the next
 /// hop; any other coding (`gzip, chunked`) would reach the next hop still applied but no
 /// longer named, as a body it cannot read, so such a message is refused instead: a request
-/// with `501 Not Implemented` (RFC 9112, 6.1), a response with a 502 (as nginx does).
+/// with `501 Not Implemented` (RFC 9112, 6.1), a response with a body with a 502 (as nginx
+/// does).
 pub(super) fn only_chunked(headers: &HeaderMap) -> bool {
     headers.get_all(header::TRANSFER_ENCODING).iter().all(|v| {
         v.to_str().is_ok_and(|v| {

@@ -205,10 +205,11 @@ struct Shared {
 ///   no authority in its target, is answered 400 (RFC 9112, 3.2), as nginx does. A body of
 ///   unknown length (chunked, HTTP/2 without `content-length`) goes on chunked, whatever the
 ///   method. A transfer coding other than `chunked` is answered 501 in a request and 502 in
-///   a response (it would pass on applied but unnamed), and a response framed by both chunks
-///   and `Content-Length` is passed on chunked, without the length (RFC 9112, 6.3). An
-///   HTTP/2 client's separate `cookie` fields are joined with `; ` into one `Cookie` header.
-///   Hop-by-hop headers are not forwarded, nor are `Proxy-Authorization` and
+///   a response with a body (it would pass on applied but unnamed; an answer to a `HEAD`, or
+///   a 304, may name the one a `GET` would have had, RFC 9112, 6.1), and a response framed
+///   by both chunks and `Content-Length` is passed on chunked, without the length (RFC 9112,
+///   6.3). An HTTP/2 client's separate `cookie` fields are joined with `; ` into one
+///   `Cookie` header. Hop-by-hop headers are not forwarded, nor are `Proxy-Authorization` and
 ///   `Proxy-Authenticate` (this proxy asks for no credentials); a client's `TE: trailers` is
 ///   said again to the instance, so that an instance's trailers reach a client that takes
 ///   them. A client's `Expect: 100-continue` is met by the proxy, which says `100 Continue`
@@ -557,6 +558,15 @@ fn mirror_copy(req: &Request<Body>) -> Request<Body> {
     copy
 }
 
+/// Whether an answer with `status` to a request (a `HEAD` one: `head`) has a body: not one to
+/// a `HEAD`, nor a 1xx, 204 or 304 (RFC 9112, 6.3).
+fn has_body(head: bool, status: StatusCode) -> bool {
+    !head
+        && !status.is_informational()
+        && status != StatusCode::NO_CONTENT
+        && status != StatusCode::NOT_MODIFIED
+}
+
 fn has_no_body(req: &Request<Incoming>) -> bool {
     req.body().is_end_stream() || req.body().size_hint().exact() == Some(0)
 }
@@ -650,6 +660,7 @@ async fn attempt(
     }
     // Only an upgrade request keeps its `Upgrade` header on the way (`upstream_request`).
     let upgrade = req.headers().contains_key(header::UPGRADE);
+    let head = req.method() == Method::HEAD;
     let (req, watch) = sent::watch(req);
     let progress = watch.as_ref().map(|w| w.progress.clone());
     let limit = shared.config.response_timeout;
@@ -693,10 +704,12 @@ async fn attempt(
         }
         // A switch of protocols the request did not ask for leaves the client a connection
         // it cannot use (RFC 9110, 15.2.2), and a transfer coding other than chunked would
-        // reach it still applied but no longer named: the instance's answer is unusable.
+        // reach it still applied but no longer named: the instance's answer is unusable. An
+        // answer without a body (to a `HEAD`, a 1xx, 204 or 304) may name the coding a `GET`'s
+        // body would have had (RFC 9112, 6.1): it has nothing to which one was applied.
         Ok((res, _))
             if (!upgrade && res.status() == StatusCode::SWITCHING_PROTOCOLS)
-                || !only_chunked(res.headers()) =>
+                || (has_body(head, res.status()) && !only_chunked(res.headers())) =>
         {
             tracing::debug!(%backend, addr = %endpoint.addr(), status = %res.status(), "unusable answer");
             Attempt::Unusable
