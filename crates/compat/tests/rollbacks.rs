@@ -27,3 +27,44 @@ fn a_rollback_to_an_older_schema_says_the_database_stays_ahead() {
         "{result}"
     );
 }
+
+/// `api` 1.1.0 adds endpoint `list` to `orders`; `web`, with `consumer`, calls `orders` at the
+/// version it names.
+fn endpoints(consumer: Option<&str>) -> String {
+    let web = consumer.map_or_else(String::new, |req| {
+        format!(
+            "    web:\n      releases:\n\
+             \x20       - {{version: 1.0.0, consumes: [{{api: orders, version: \"{req}\"}}]}}\n"
+        )
+    });
+    format!(
+        "registry:\n  services:\n    api:\n      releases:\n\
+         \x20       - {{version: 1.0.0, provides: [{{name: orders, version: 1.0.0, endpoints: [{{name: get}}]}}]}}\n\
+         \x20       - {{version: 1.1.0, provides: [{{name: orders, version: 1.1.0, endpoints: [{{name: get}}, {{name: list}}]}}]}}\n\
+         {web}"
+    )
+}
+
+#[test]
+fn a_rollback_warns_of_what_the_newer_version_added_and_blocks_only_for_consumers_that_need_it() {
+    // No consumer the registry knows needs `list`: going back takes it from the clients that
+    // began to use it since 1.1.0, which is a warning, not a reason to keep a bad version up.
+    let validator = load(&endpoints(None));
+    let result = check(&validator, "api: 1.1.0", &[("api", "1.0.0")]);
+    assert_eq!(result.verdict, Verdict::OkWithWarnings, "{result}");
+    assert_eq!(codes(&result), ["breaking.endpoint-removed"], "{result}");
+    assert!(
+        result.findings[0]
+            .message
+            .contains("a rollback from 1.1.0 to 1.0.0"),
+        "{result}"
+    );
+    // A consumer that needs orders 1.1 is still protected: the rollback is blocked.
+    let validator = load(&endpoints(Some("^1.1")));
+    let result = check(&validator, "api: 1.1.0\nweb: 1.0.0", &[("api", "1.0.0")]);
+    assert_eq!(result.verdict, Verdict::Blocked, "{result}");
+    // One that works with orders 1.0 is not.
+    let validator = load(&endpoints(Some("^1.0")));
+    let result = check(&validator, "api: 1.1.0\nweb: 1.0.0", &[("api", "1.0.0")]);
+    assert_eq!(result.verdict, Verdict::OkWithWarnings, "{result}");
+}

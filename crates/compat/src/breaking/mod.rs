@@ -431,7 +431,8 @@ fn semver_violation(
     changes: &[Change],
 ) -> Option<Finding> {
     // Going back to an older version is a rollback, not a release: what it takes away was
-    // added under a version that was bumped for it, and the changes themselves are reported.
+    // added under a version that was bumped for it, and the changes themselves are reported
+    // (as warnings: the validator's consumers check guards the clients it knows).
     if to.cmp_precedence(from).is_lt() {
         return None;
     }

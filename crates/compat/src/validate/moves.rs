@@ -593,6 +593,25 @@ impl Validator {
         by_api
     }
 
+    /// The API changes of a rollback from `newest` to `target`, made warnings: going back takes
+    /// away only what the versions being undone introduced, from the clients that began to use
+    /// it since. The consumers the registry knows are checked apart (`api.requires`) and still
+    /// block a rollback that leaves them without the API version they need; a client unknown
+    /// to the registry is no reason to keep serving a version that is being rolled back.
+    fn going_back(findings: &mut [Finding], newest: &Version, target: &Version) {
+        for f in findings
+            .iter_mut()
+            .filter(|f| f.severity == Severity::Error && f.code.starts_with("breaking."))
+        {
+            f.severity = Severity::Warn;
+            f.message = format!(
+                "{}: a rollback from {newest} to {target} takes it from the clients that began \
+                 to use it since",
+                f.message
+            );
+        }
+    }
+
     /// What a move's releases change: the APIs it provides (an API the target state serves
     /// elsewhere, `fin`, is handed over rather than removed), declared breaking changes and
     /// migrations.
@@ -650,6 +669,9 @@ impl Validator {
                     service.to_owned(),
                     format!("{} ({})", c.message, c.location),
                 ));
+            }
+            if let Some(newest) = old_version.filter(|running| target < *running) {
+                Self::going_back(&mut f, newest, target);
             }
             findings.append(&mut f);
         }
