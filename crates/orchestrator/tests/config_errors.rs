@@ -241,6 +241,56 @@ fn a_bad_value_in_a_notification_channel_is_named_by_its_path() {
 }
 
 #[test]
+fn a_channel_listed_twice_for_the_same_events_is_refused() {
+    // The same receiver listed twice would get every message they share twice.
+    let refused = |files: [String; 2], reason: &str| {
+        for (text, result) in [
+            (&files[0], DeploymentConfig::from_json(&files[0])),
+            (&files[1], DeploymentConfig::from_yaml(&files[1])),
+        ] {
+            let err = result.expect_err(text).to_string();
+            assert!(
+                err.contains("notificationChannels[1] `#deploys`")
+                    && err.contains("the same channel as notificationChannels[0]")
+                    && err.contains(reason),
+                "{err}\nfor {text}"
+            );
+        }
+    };
+    refused(
+        with_list("notificationChannels", &[CHANNEL, CHANNEL]),
+        "every event",
+    );
+    let rollback: Fields = &[
+        ("type", r#""slack""#),
+        ("destination", r##"" #deploys""##),
+        ("events", r#"["rollback", "failed"]"#),
+    ];
+    refused(
+        with_list("notificationChannels", &[CHANNEL, rollback]),
+        "both take `rollback`, `failed`",
+    );
+    // Disjoint events, another secret (another workspace) or another kind: each its own.
+    let started: Fields = &[
+        ("type", r#""slack""#),
+        ("destination", r##""#deploys""##),
+        ("events", r#"["started"]"#),
+    ];
+    let other_workspace: Fields = &[
+        ("type", r#""slack""#),
+        ("destination", r##""#deploys""##),
+        ("secretEnv", r#""OTHER_SLACK""#),
+    ];
+    for files in [
+        with_list("notificationChannels", &[rollback, started]),
+        with_list("notificationChannels", &[CHANNEL, other_workspace]),
+    ] {
+        DeploymentConfig::from_json(&files[0]).expect(&files[0]);
+        DeploymentConfig::from_yaml(&files[1]).expect(&files[1]);
+    }
+}
+
+#[test]
 fn a_bad_value_in_a_settings_section_is_named_by_its_path() {
     // Each case sets, in the section its path starts with, the field next in the path.
     #[rustfmt::skip]

@@ -497,9 +497,30 @@ impl DeploymentConfig {
     /// loaded (not when one is read back from a journal, as
     /// [`check_no_dead_fields`](Self::check_no_dead_fields)): see
     /// `NotificationChannel::check_resolves_what_it_opens`.
+    ///
+    /// It also refuses a channel listed twice (the same type, destination and `secretEnv`)
+    /// where both entries take an event of the same category: each such event would be
+    /// delivered to the receiver twice.
     fn check_channel_events(&self) -> Result<()> {
-        for (i, ch) in self.notification_channels.iter().enumerate() {
-            ch.check_resolves_what_it_opens(&format!("notificationChannels[{i}]"))?;
+        let channels = &self.notification_channels;
+        for (i, ch) in channels.iter().enumerate() {
+            let path = format!("notificationChannels[{i}]");
+            ch.check_resolves_what_it_opens(&path)?;
+            if let Some((j, shared)) = channels[..i]
+                .iter()
+                .enumerate()
+                .find_map(|(j, earlier)| ch.shared_events(earlier).map(|s| (j, s)))
+            {
+                return Err(Error::invalid(
+                    path,
+                    ch.redacted_destination(),
+                    format!(
+                        "is the same channel as notificationChannels[{j}] (type, destination \
+                         and secretEnv), and both take {shared}: each such event would be \
+                         delivered twice; merge their events into one entry, or remove one"
+                    ),
+                ));
+            }
         }
         Ok(())
     }

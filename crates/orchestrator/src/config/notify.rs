@@ -39,6 +39,32 @@ impl NotificationChannel {
         redact_url(self.destination.trim())
     }
 
+    /// When `other` delivers to the same receiver (the same type, destination and
+    /// `secretEnv`), the categories both take, as an error names them (`every event`, or
+    /// `` `rollback`, `failed` ``); `None` when the receivers differ or no category is shared.
+    pub(super) fn shared_events(&self, other: &NotificationChannel) -> Option<String> {
+        if self.kind != other.kind
+            || self.destination.trim() != other.destination.trim()
+            || self.secret_env != other.secret_env
+        {
+            return None;
+        }
+        if self.events.is_empty() && other.events.is_empty() {
+            return Some("every event".to_owned());
+        }
+        let mine = if self.events.is_empty() {
+            &other.events
+        } else {
+            &self.events
+        };
+        let shared: Vec<String> = mine
+            .iter()
+            .filter(|on| self.takes(**on) && other.takes(**on))
+            .map(|on| format!("`{}`", on.as_str()))
+            .collect();
+        (!shared.is_empty()).then(|| shared.join(", "))
+    }
+
     /// Refuses a PagerDuty channel that would open alerts it is never sent the resolve of.
     /// An anomaly opens an alert (`warning`, `error` or `critical`) that only the deployment's
     /// end resolves: its completion resolves every alert, its rollback or failure the warning
