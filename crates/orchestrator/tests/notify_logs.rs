@@ -130,3 +130,40 @@ async fn secrets_appear_in_no_debug_output_log_error_or_body() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_failing_channel_is_told_from_another_with_the_same_destination() {
+    // One channel name in two Slack workspaces, each webhook URL in its own variable: the
+    // failures of one must not read as the other's.
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let ok = Receiver::start(Mode::Answer(200), None, &[]).await;
+    let revoked = Receiver::start(Mode::Answer(200), None, &[404]).await;
+    let (ok_url, revoked_url) = (ok.url("/services/T/B/a"), revoked.url("/services/T/B/b"));
+    let n = ChannelNotifier::new(fast_settings())
+        .expect("notifier")
+        .with_env(move |name| match name {
+            "SLACK_TEAM_A" => Some(ok_url.clone()),
+            "SLACK_TEAM_B" => Some(revoked_url.clone()),
+            _ => None,
+        });
+    for var in ["SLACK_TEAM_A", "SLACK_TEAM_B"] {
+        let ch = channel(&format!(
+            r##"{{"type":"slack","destination":"#deploys","secretEnv":"{var}"}}"##
+        ));
+        n.notify(&ch, &event("web-1", 0, rolled_back()))
+            .await
+            .expect("queued");
+    }
+    flush(&n).await;
+    assert_eq!((n.stats().delivered, n.stats().failed), (1, 1));
+    let logs = capture.0.lock().expect("capture").clone();
+    let failed: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("not delivered"))
+        .collect();
+    assert!(
+        failed.len() == 1 && failed[0].contains("SLACK_TEAM_B"),
+        "the failure names the channel that failed: {logs}"
+    );
+}

@@ -588,13 +588,20 @@ fn kind_name(kind: ChannelKind) -> &'static str {
 }
 
 /// How logs and errors name a channel: its kind and
-/// [redacted destination](NotificationChannel::redacted_destination).
+/// [redacted destination](NotificationChannel::redacted_destination), and the `secretEnv` it
+/// reads, if any. Channels with one destination and different variables (one channel name in
+/// two Slack workspaces) deliver apart, each on its own queue, and fail apart: the variable's
+/// name, never its value, tells which one a failure is about.
 fn label(channel: &NotificationChannel) -> String {
-    format!(
+    let shown = format!(
         "{} `{}`",
         kind_name(channel.kind),
         channel.redacted_destination()
-    )
+    );
+    match &channel.secret_env {
+        Some(name) => format!("{shown} (secretEnv {name})"),
+        None => shown,
+    }
 }
 
 /// Whether `s` is an `http(s)` URL rather than a name; the scheme is case-insensitive, as URL

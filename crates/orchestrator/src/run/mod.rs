@@ -705,22 +705,23 @@ impl Runner {
             tracing::info!(deployment = %e.deployment, seq = e.seq, "{}", e.kind);
             let _ = self.inner.events.send(e.clone());
             if let Some(notifier) = &self.inner.notifier {
-                for ch in &self.state.config.notification_channels {
+                for (i, ch) in self.state.config.notification_channels.iter().enumerate() {
                     if !ch.takes(e.kind.notify_on()) {
                         continue;
                     }
                     match tokio::time::timeout(limit, notifier.notify_in(&ctx, ch, e)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(err)) => {
-                            tracing::warn!(deployment = %e.deployment, "notification to {} failed: {err}", ch.redacted_destination());
+                            tracing::warn!(deployment = %e.deployment, "notification to notificationChannels[{i}] (`{}`) failed: {err}", ch.redacted_destination());
                         }
                         Err(_) => {
                             let n = self.inner.notify_timeouts.fetch_add(1, Ordering::Relaxed) + 1;
                             tracing::warn!(
                                 deployment = %e.deployment,
                                 seq = e.seq,
-                                "notification to {} got no answer within {limit:?} and was given up \
-                                 (notify timeout; {n} given up so far); the deployment goes on",
+                                "notification to notificationChannels[{i}] (`{}`) got no answer \
+                                 within {limit:?} and was given up (notify timeout; {n} given up \
+                                 so far); the deployment goes on",
                                 ch.redacted_destination()
                             );
                         }
