@@ -405,6 +405,7 @@ impl NotifySettings {
                     "must name the SMTP server",
                 ));
             }
+            check_smtp_host(&smtp.host)?;
             if smtp.port == 0 {
                 return Err(Error::invalid(
                     "notifySettings.smtp.port",
@@ -443,6 +444,38 @@ impl NotifySettings {
         }
         Ok(())
     }
+}
+
+/// Refuses an SMTP host that no connection can reach: the client connects to it on `port` as
+/// written, so a scheme, a path, a port or spaces around or inside it would fail every message
+/// (and only when one is sent, under `starttls: none`, where no TLS name is checked up front).
+fn check_smtp_host(host: &str) -> Result<()> {
+    let field = "notifySettings.smtp.host";
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    if let Some((name, port)) = host.rsplit_once(':')
+        && !name.is_empty()
+        && !name.contains([':', '/'])
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(Error::invalid(
+            field,
+            host,
+            format!(
+                "holds a port: write the host alone ({name}) and the port in notifySettings.smtp.port"
+            ),
+        ));
+    }
+    if host.contains(|c: char| c.is_whitespace() || matches!(c, '/' | ':' | '@' | '?' | '#')) {
+        return Err(Error::invalid(
+            field,
+            host,
+            "must be a host name or an IP address alone: no scheme, path, user, port or spaces",
+        ));
+    }
+    Ok(())
 }
 
 fn five() -> u32 {
@@ -655,6 +688,33 @@ mod tests {
                     && e.contains("implicit"),
                 "{e}"
             );
+        }
+    }
+
+    #[test]
+    fn an_smtp_host_with_a_scheme_a_port_or_spaces_is_refused() {
+        // The client connects to `host` on `port` as written: any of these fails every message.
+        for (host, reason) in [
+            ("smtp.example.org:587", "notifySettings.smtp.port"),
+            ("smtp://smtp.example.org", "a host name or an IP address"),
+            ("smtp.example.org/", "a host name or an IP address"),
+            (" smtp.example.org", "a host name or an IP address"),
+            ("smtp example org", "a host name or an IP address"),
+        ] {
+            let json =
+                format!(r#"{{"smtp":{{"host":"{host}","starttls":"none","from":"a@b.c"}}}}"#);
+            let e = NotifySettings::from_json(&json)
+                .expect_err(host)
+                .to_string();
+            assert!(
+                e.contains("notifySettings.smtp.host") && e.contains(host) && e.contains(reason),
+                "{host}: {e}"
+            );
+        }
+        for host in ["smtp.example.org", "localhost", "127.0.0.1", "::1"] {
+            let json =
+                format!(r#"{{"smtp":{{"host":"{host}","starttls":"none","from":"a@b.c"}}}}"#);
+            NotifySettings::from_json(&json).expect(host);
         }
     }
 
