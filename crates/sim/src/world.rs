@@ -361,7 +361,9 @@ impl SimWorld {
 
     /// Records an observation measured elsewhere (or arranged by a test) that metric queries
     /// add to the simulated traffic, as the in-memory source aggregates: it counts toward a
-    /// query whose window holds its whole window.
+    /// query whose window holds its window's end, in `(start, end]` (an observation at one
+    /// instant, toward the window that contains it), so of touching windows exactly one counts
+    /// an observation that straddles their edge.
     pub fn record(&self, observation: Observation) -> Result<()> {
         Ok(self.inner.recorded.record(observation)?)
     }

@@ -145,3 +145,38 @@ async fn a_window_ending_after_now_is_no_data_until_it_is_over() {
     let rate = throughput(&world, window).await;
     assert!((rate / 1_000.0 - 1.0).abs() < 0.05, "{rate}");
 }
+
+/// An observation recorded with `SimWorld::record` is aggregated as the in-memory source does:
+/// it counts toward the query window its end lies in, so of two touching windows exactly one
+/// holds an observation that straddles their edge, and neither loses it.
+#[tokio::test(start_paused = true)]
+async fn a_recorded_observation_counts_in_the_window_its_end_lies_in() {
+    let world = SimWorld::new(SimConfig::new(3)).expect("world");
+    let start = world.now();
+    let metric = Metric::named("checkout_failures").expect("metric");
+    let window =
+        |from: u64, until: u64| Window::new(at(start, from), at(start, until)).expect("window");
+    world
+        .record(serin_signals::Observation::new(
+            metric.clone(),
+            Track::Stable,
+            window(0, 60_000),
+            serin_signals::Measurement::Counts(serin_signals::Counts::new(10, 1).unwrap()),
+        ))
+        .expect("record");
+    wait(Duration::from_secs(90)).await;
+    let requests = |w: Window| {
+        let q = MetricQuery::new(metric.clone(), Track::Stable, w);
+        let metrics = world.metrics();
+        async move {
+            match metrics.query(&q).await.expect("query").measurement {
+                serin_signals::Measurement::Counts(c) => c.requests(),
+                _ => 0,
+            }
+        }
+    };
+    // The later half holds the observation's end, though not its whole window.
+    assert_eq!(requests(window(30_000, 60_000)).await, 10);
+    assert_eq!(requests(window(0, 30_000)).await, 0);
+    assert_eq!(requests(window(0, 60_000)).await, 10);
+}
