@@ -357,3 +357,31 @@ maxCallErrorRate = 0.5
     .expect("toml");
     assert_eq!(toml, json);
 }
+
+#[test]
+fn a_channel_destination_no_message_could_reach_is_refused_on_load() {
+    #[rustfmt::skip]
+    let cases: [(&str, &str, &str); 5] = [
+        // type       destination                        reason
+        ("webhook",   "not a url",                       "is not a URL"),
+        ("webhook",   "ftp://example.org/hook",          "http:// or https://"),
+        ("webhook",   "deploys.example.org/hook",        "https://"),
+        ("slack",     "hooks.slack.com/services/T/B/X",  "https://"),
+        ("email",     "ops at example.org",              "address"),
+    ];
+    for (kind, destination, reason) in cases {
+        let (kind, destination) = (format!("\"{kind}\""), format!("\"{destination}\""));
+        let channel: Fields = &[("type", &kind), ("destination", &destination)];
+        let files = with_list("notificationChannels", &[CHANNEL, channel]);
+        for (text, result) in [
+            (&files[0], DeploymentConfig::from_json(&files[0])),
+            (&files[1], DeploymentConfig::from_yaml(&files[1])),
+        ] {
+            let err = result.expect_err(text).to_string();
+            assert!(
+                err.contains("notificationChannels[1].destination") && err.contains(reason),
+                "{err}\nfor {text}"
+            );
+        }
+    }
+}

@@ -661,6 +661,11 @@ impl DeploymentConfig {
                     "must not be empty",
                 ));
             }
+            crate::notify::check_destination(
+                ch.kind,
+                &format!("notificationChannels[{i}]"),
+                &ch.destination,
+            )?;
             if let Some(name) = &ch.secret_env
                 && (name.is_empty()
                     || name.starts_with(|c: char| c.is_ascii_digit())

@@ -614,6 +614,23 @@ fn is_url(s: &str) -> bool {
 
 /// Parses an `http(s)` URL; the error names `field` and never repeats a URL that may hold a
 /// token, only its scheme and host.
+/// Checks what a channel's destination can be judged on alone, before any secret or setting
+/// is read: a webhook's URL, a Slack or PagerDuty URL (or a label that is in fact one), e-mail
+/// addresses. A config is checked so when it is loaded: a destination that fails here would
+/// fail every message sent to it, and only the logs would say so.
+pub(crate) fn check_destination(kind: ChannelKind, path: &str, destination: &str) -> Result<()> {
+    let field = format!("{path}.destination");
+    let dest = destination.trim();
+    match kind {
+        ChannelKind::Webhook => http_url(&field, dest).map(drop),
+        ChannelKind::Slack | ChannelKind::Pagerduty if is_url(dest) => {
+            http_url(&field, dest).map(drop)
+        }
+        ChannelKind::Slack | ChannelKind::Pagerduty => refuse_url_as_name(&field, dest),
+        ChannelKind::Email => email::recipients(&field, dest).map(drop),
+    }
+}
+
 fn http_url(field: &str, value: &str) -> Result<reqwest::Url> {
     let url = match reqwest::Url::parse(value) {
         Ok(url) => url,
