@@ -495,12 +495,7 @@ impl Notifier for ChannelNotifier {
         let path = format!("notificationChannel({label})");
         let target = self.target(channel, &path)?;
         let settings = &self.shared.settings;
-        let key = format!(
-            "{}|{}|{}",
-            kind_name(channel.kind),
-            channel.destination,
-            channel.secret_env.as_deref().unwrap_or_default()
-        );
+        let key = lane_key(channel);
         let payload = match target {
             Target::Webhook { url, secret } => Payload::Webhook {
                 url,
@@ -614,6 +609,18 @@ fn is_url(s: &str) -> bool {
 
 /// Parses an `http(s)` URL; the error names `field` and never repeats a URL that may hold a
 /// token, only its scheme and host.
+/// The delivery queue of `channel`: one per receiver, so that its messages arrive in the order
+/// of their events. The destination is taken trimmed, as delivery takes it: two entries that
+/// differ only by padding reach the same receiver and must share its queue.
+fn lane_key(channel: &NotificationChannel) -> String {
+    format!(
+        "{}|{}|{}",
+        kind_name(channel.kind),
+        channel.destination.trim(),
+        channel.secret_env.as_deref().unwrap_or_default()
+    )
+}
+
 /// Checks what a channel's destination can be judged on alone, before any secret or setting
 /// is read: a webhook's URL, a Slack or PagerDuty URL (or a label that is in fact one), e-mail
 /// addresses. A config is checked so when it is loaded: a destination that fails here would
@@ -780,6 +787,15 @@ mod tests {
 
     fn ch(json: &str) -> NotificationChannel {
         serde_json::from_str(json).expect("channel")
+    }
+
+    #[test]
+    fn entries_that_differ_only_by_padding_share_their_receiver_s_queue() {
+        let padded = ch(r##"{"type":"slack","destination":" #deploys ","events":["started"]}"##);
+        let plain = ch(r##"{"type":"slack","destination":"#deploys","events":["failed"]}"##);
+        assert_eq!(lane_key(&padded), lane_key(&plain));
+        let other = ch(r##"{"type":"slack","destination":"#deploys","secretEnv":"TEAM_B"}"##);
+        assert_ne!(lane_key(&other), lane_key(&plain));
     }
 
     #[test]
