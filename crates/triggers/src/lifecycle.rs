@@ -206,7 +206,9 @@ impl Lifecycle {
     /// or tick), and a breach begins no later than the last data. The machine itself never
     /// writes such times; one from a damaged snapshot would silence the trigger without a
     /// word: a fire dated in the future keeps it in cooldown, and last data dated there makes
-    /// every real input look late.
+    /// every real input look late. Nor does it write a firing state without a fire of its
+    /// level or above, or a cooldown other than the one of the fire it holds, which would let
+    /// a restored trigger ask for the same action again at once.
     pub fn check_state(&self, t: &Timing) -> Result<(), String> {
         let clock = self.clock;
         let late = |name: &str, at: Option<Timestamp>| not_after(name, at, clock);
@@ -220,6 +222,37 @@ impl Lifecycle {
                     "the {a} breach begins after the last data ({last})"
                 ));
             }
+        }
+        // A firing trigger holds the fire of its level or a higher one (a step down keeps it, a
+        // step up inside a cooldown happens only under a fire of that level), and a cooldown
+        // is the one of the fire it holds. Without that fire, or under a lower one, a restored
+        // trigger would ask for the same action again at once, its cooldown or not.
+        let fired = self
+            .fired
+            .map_or("none".to_owned(), |f| format!("{} at {}", f.action, f.at));
+        match self.state {
+            TriggerState::Firing { action, .. } if self.fired.is_none_or(|f| f.action < action) => {
+                return Err(format!(
+                    "fired {fired} does not answer the state firing at {action}"
+                ));
+            }
+            TriggerState::Cooldown { action, .. }
+                if self.fired.is_none_or(|f| f.action != action) =>
+            {
+                return Err(format!(
+                    "fired {fired} does not answer the state's cooldown of {action}"
+                ));
+            }
+            TriggerState::Cooldown { until, .. }
+                if self
+                    .fired
+                    .is_some_and(|f| until != f.at.saturating_add(t.cooldown)) =>
+            {
+                return Err(format!(
+                    "state.until {until} is not the end of the cooldown of fired {fired}"
+                ));
+            }
+            _ => {}
         }
         match self.state {
             TriggerState::Pending { since, .. }

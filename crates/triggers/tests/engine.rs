@@ -1168,3 +1168,60 @@ fn an_input_older_than_stale_after_at_an_advanced_clock_changes_nothing() {
         ]
     );
 }
+
+/// A firing or cooling trigger holds the fire it answers: a snapshot that drops that fire, or
+/// lowers it below the level in force, is one no run writes, and read back it would let the
+/// same rollback be asked for again at once, cooldown or not.
+#[test]
+fn a_snapshot_whose_state_outranks_its_fire_is_refused() {
+    let mut e = engine(
+        r#"{"triggers": [{"kind":"resourceUsage","id":"cpu","resource":"cpu","capacity":1,
+            "warnPercent":80,"rollbackPercent":95,"cooldown":"5m"}]}"#,
+    );
+    e.observe(&cpu(10, 0.99)).unwrap();
+    e.tick(ts(10));
+    assert_eq!(actions(&mut e).len(), 1);
+    let firing: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert_eq!(
+        firing["triggers"][0]["lifecycle"]["state"]["state"],
+        "firing"
+    );
+    e.observe(&cpu(20, 0.10)).unwrap();
+    e.tick(ts(20));
+    assert!(actions(&mut e).is_empty());
+    let cooling: serde_json::Value = serde_json::to_value(&e).unwrap();
+    assert_eq!(
+        cooling["triggers"][0]["lifecycle"]["state"]["state"],
+        "cooldown"
+    );
+    for v in [&firing, &cooling] {
+        assert!(serde_json::from_value::<Engine>(v.clone()).is_ok());
+        let warn = serde_json::json!({"action": "warn", "at": ts(10)});
+        for fired in [serde_json::Value::Null, warn] {
+            let mut bad = v.clone();
+            bad["triggers"][0]["lifecycle"]["fired"] = fired.clone();
+            let msg = match serde_json::from_value::<Engine>(bad) {
+                Ok(mut restored) => {
+                    // Read back, the trigger asks for the rollback again inside its cooldown.
+                    restored.observe(&cpu(30, 0.99)).unwrap();
+                    panic!(
+                        "{fired} accepted; asked again: {:?}",
+                        actions(&mut restored)
+                    );
+                }
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                msg.contains("triggers[0].lifecycle") && msg.contains("fired"),
+                "{fired}: {msg}"
+            );
+        }
+    }
+    // A cooldown that ends elsewhere than its fire's cooldown does is refused too.
+    let mut bad = cooling.clone();
+    bad["triggers"][0]["lifecycle"]["state"]["until"] = serde_json::to_value(ts(30)).unwrap();
+    let msg = serde_json::from_value::<Engine>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("state.until"), "{msg}");
+}
