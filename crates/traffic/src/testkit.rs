@@ -156,8 +156,11 @@ fn with_capability(split: TrafficSplit, capability: Capability) -> TrafficSplit 
 /// adds, under the same name where there is one: `x-canary` matched by prefix and sent to
 /// `stable`, cookie `canary` matched exactly and sent to `stable`, a mirror to `canary` of one
 /// `granularity` step of requests (of every request at a granularity of 100%, where no other
-/// share is possible), or sticky sessions with another lifetime — so a router that installs
-/// these but never updates them, or updates a mirror's backend but not its share, is seen.
+/// share is possible), or sticky sessions through another cookie with another lifetime — so a
+/// router that installs these but never updates them, updates a mirror's backend but not its
+/// share, or sticky sessions' lifetime but not their cookie, is seen. (Sticky sessions have
+/// no name beside their cookie: a router that kept the old one would pin users by a cookie
+/// the split no longer names.)
 fn with_changed(split: TrafficSplit, capability: Capability, granularity: Weight) -> TrafficSplit {
     let route =
         |r: Result<MatchRoute>| must(split.clone().with_route(must(r, "a route")), "a route");
@@ -176,7 +179,7 @@ fn with_changed(split: TrafficSplit, capability: Capability, granularity: Weight
             split.with_mirror(must(Mirror::new("canary", granularity), "a mirror"))
         }
         Capability::StickySessions => split.with_sticky(must(
-            StickySession::new("serin-backend", Duration::from_secs(60)),
+            StickySession::new("serin-track", Duration::from_secs(60)),
             "sticky sessions",
         )),
         _ => split,

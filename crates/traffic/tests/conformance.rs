@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use serin_traffic::{
-    Capabilities, Error, InMemoryRouter, MatchOn, MatchRoute, Mirror, Result, TrafficRouter,
-    TrafficSplit, Weight, testkit,
+    Capabilities, Error, InMemoryRouter, MatchOn, MatchRoute, Mirror, Result, StickySession,
+    TrafficRouter, TrafficSplit, Weight, testkit,
 };
 
 /// How a test router misbehaves.
@@ -46,6 +46,10 @@ enum Flaw {
     /// Updates a mirror in force to its new backend but keeps its old share, as a router that
     /// patches only the mirror's host would.
     KeepsMirrorShare,
+    /// Updates sticky sessions in force to their new lifetime but keeps their old cookie, as a
+    /// router that patches only the cookie's `Max-Age` would: users stay pinned by a cookie the
+    /// split no longer names.
+    KeepsStickyCookie,
 }
 
 struct Proxy {
@@ -163,6 +167,12 @@ impl TrafficRouter for Proxy {
                 (Some(was), Some(now)) => split
                     .clone()
                     .with_mirror(Mirror::new(now.backend().as_str(), was.percent())?),
+                _ => split.clone(),
+            },
+            (Flaw::KeepsStickyCookie, Some(old)) => match (old.sticky(), split.sticky()) {
+                (Some(was), Some(now)) => split
+                    .clone()
+                    .with_sticky(StickySession::new(was.cookie(), now.ttl())?),
                 _ => split.clone(),
             },
             (Flaw::HeaderRoutesFirst, _) => {
@@ -311,6 +321,12 @@ async fn a_router_that_never_updates_what_it_installed_is_caught() {
 #[should_panic(expected = "reads back a different split after changing its mirroring")]
 async fn a_router_that_keeps_the_share_of_the_mirror_in_force_is_caught() {
     testkit::check_all(&Proxy::full(Flaw::KeepsMirrorShare)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "reads back a different split after changing its sticky sessions")]
+async fn a_router_that_keeps_the_cookie_of_the_sticky_sessions_in_force_is_caught() {
+    testkit::check_all(&Proxy::full(Flaw::KeepsStickyCookie)).await;
 }
 
 #[tokio::test]
