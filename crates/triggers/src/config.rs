@@ -651,8 +651,9 @@ pub enum SharedOutage {
 /// nothing), and no later than its latest failure (so the end of a shared outage, the baseline's
 /// pass arriving before the watched track's, is not mistaken for a fault of the new version).
 ///
-/// Each check counts once: a probe result or call window whose time is not later than the newest
-/// one of its track and kind is the same check read again (or an older one) and is ignored.
+/// Each check counts once: a probe result whose time is not later than the newest one of its
+/// track and instance, or a call window not later than the newest one of its track, is the same
+/// check read again (or an older one) and is ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DependencyFailureConfig {

@@ -11,8 +11,13 @@ use crate::lifecycle::{Verdict, not_after};
 use crate::operator::Operator;
 use crate::trigger::{Trigger, found, track_heap};
 
+/// The most instances whose latest probe time one side remembers: a source probing from more
+/// instances than this within `staleAfter` may have a result of the least recently heard one
+/// counted again.
+const MAX_INSTANCES: usize = 1024;
+
 /// One track's checks of one stream: its probe results, or its call windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Side {
     consecutive_failures: u32,
@@ -27,9 +32,65 @@ struct Side {
     /// The probe time of the newest probe result taken (any status).
     #[serde(default)]
     last_probe: Option<Timestamp>,
+    /// The probe time of the newest result taken from each instance (`None`: the track as a
+    /// whole) heard from within `staleAfter` of the newest: a probe result is the same check
+    /// read again only when it is not newer than its own instance's last. Instances probed in
+    /// one round may share its time, and a source lists its results by instance rather than
+    /// by time, so the newest of the track would drop all but one instance's check of a round.
+    /// Empty in states journalled before it was kept, until the next probe result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    instances: Vec<(Option<Box<str>>, Timestamp)>,
     /// The window end of the newest call observation taken.
     #[serde(default)]
     last_call: Option<Timestamp>,
+}
+
+impl Side {
+    /// Whether a probe result of `instance` at `at` is a check not yet taken, noting it if so:
+    /// one not newer than its instance's last is that result read again, or an older one.
+    /// Instances not heard from within `staleAfter` of the newest result are forgotten: a
+    /// result that old is stale on arrival and never reaches the trigger.
+    fn takes_probe(
+        &mut self,
+        instance: Option<&str>,
+        at: Timestamp,
+        stale_after: std::time::Duration,
+    ) -> bool {
+        let known = self
+            .instances
+            .iter()
+            .position(|(name, _)| name.as_deref() == instance);
+        let last = match known {
+            Some(i) => self.instances.get(i).map(|(_, t)| *t),
+            // A state journalled before instances were kept knows only the track's newest.
+            None if self.instances.is_empty() => self.last_probe,
+            None => None,
+        };
+        if last.is_some_and(|l| at <= l) {
+            return false;
+        }
+        match known.and_then(|i| self.instances.get_mut(i)) {
+            Some((_, t)) => *t = at,
+            None => {
+                if self.instances.len() >= MAX_INSTANCES
+                    && let Some(oldest) = self
+                        .instances
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, (_, t))| *t)
+                        .map(|(i, _)| i)
+                {
+                    self.instances.swap_remove(oldest);
+                }
+                self.instances.push((instance.map(Box::from), at));
+            }
+        }
+        let newest = self.last_probe.map_or(at, |l| l.max(at));
+        self.last_probe = Some(newest);
+        let horizon = newest.saturating_sub(stale_after);
+        self.instances.retain(|(_, t)| *t >= horizon);
+        true
+    }
 }
 
 /// Where a check came from: probes and call windows are separate streams, each with its own
@@ -58,9 +119,10 @@ enum Cause {
 /// or call windows) from the watched track. See [`DependencyFailureConfig`] for how a shared
 /// outage is told apart.
 ///
-/// A check counts once: a probe result (or call window) whose time is not later than the newest
-/// one of the same track and stream is the same check read again, or an older one, and changes
-/// nothing.
+/// A check counts once: a probe result whose time is not later than the newest one of the same
+/// track and instance (or a call window not later than the newest one of its track) is the same
+/// check read again, or an older one, and changes nothing. Instances probed in the same round
+/// each give their own check, whatever order a source lists them in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DependencyFailureTrigger {
@@ -135,7 +197,8 @@ impl DependencyFailureTrigger {
     }
 
     /// Checks a deserialized state: no check time past `clock` (a check dated ahead would make
-    /// every real check of its track and stream look already seen).
+    /// every real check of its track and stream, or instance, look already seen), and each
+    /// instance held once per side, at most [`MAX_INSTANCES`].
     pub(crate) fn check_state(&self, clock: Timestamp) -> std::result::Result<(), String> {
         not_after("clock", Some(self.clock), clock)?;
         for (name, side) in self.sides() {
@@ -147,6 +210,22 @@ impl DependencyFailureTrigger {
                 ("lastCall", side.last_call),
             ] {
                 not_after(&format!("{name}.{field}"), at, clock)?;
+            }
+            for (i, (instance, at)) in side.instances.iter().enumerate() {
+                not_after(&format!("{name}.instances[{i}]"), Some(*at), clock)?;
+                if let Some(first) = side.instances[..i].iter().position(|(n, _)| n == instance) {
+                    return Err(format!(
+                        "{name}.instances[{i}] names instance {} held by {name}.instances[{first}] \
+                         too",
+                        instance.as_deref().unwrap_or("none (the track as a whole)")
+                    ));
+                }
+            }
+            if side.instances.len() > MAX_INSTANCES {
+                return Err(format!(
+                    "{name}.instances holds {} instances, more than {MAX_INSTANCES}",
+                    side.instances.len()
+                ));
             }
         }
         Ok(())
@@ -172,28 +251,36 @@ impl DependencyFailureTrigger {
     }
 
     /// Records one check on one side and answers the verdict; `None` when the check is not
-    /// newer than the last one of its side and stream (read again, or late).
+    /// newer than the last one of its side and stream (read again, or late) — for a probe, the
+    /// last one of its `instance`.
     fn record(
         &mut self,
         watched: bool,
         stream: Stream,
+        instance: Option<&str>,
         passed: Option<bool>,
         at: Timestamp,
     ) -> Option<Verdict> {
+        let stale_after = self.config.stale_after;
         let side = match (watched, stream) {
             (true, Stream::Probe) => &mut self.watched,
             (false, Stream::Probe) => &mut self.baseline,
             (true, Stream::Call) => &mut self.watched_calls,
             (false, Stream::Call) => &mut self.baseline_calls,
         };
-        let last = match stream {
-            Stream::Probe => &mut side.last_probe,
-            Stream::Call => &mut side.last_call,
-        };
-        if last.is_some_and(|l| at <= l) {
-            return None;
+        match stream {
+            Stream::Probe => {
+                if !side.takes_probe(instance, at, stale_after) {
+                    return None;
+                }
+            }
+            Stream::Call => {
+                if side.last_call.is_some_and(|l| at <= l) {
+                    return None;
+                }
+                side.last_call = Some(at);
+            }
         }
-        *last = Some(at);
         // Counted in arrival order; times are kept as they are (the newest wins).
         let newest = side.last.is_none_or(|(_, t)| at >= t);
         match passed {
@@ -318,7 +405,7 @@ impl Trigger for DependencyFailureTrigger {
         let max = self.config.max_call_error_rate.unwrap_or(1.0);
         let passed = rate.map(|r| r <= max);
         // A baseline result can turn a shared outage into "ours" (or back): report it too.
-        let verdict = self.record(watched, Stream::Call, passed, obs.window.end());
+        let verdict = self.record(watched, Stream::Call, None, passed, obs.window.end());
         if watched && verdict.is_some() {
             self.last_call_rate = rate;
         }
@@ -337,7 +424,13 @@ impl Trigger for DependencyFailureTrigger {
             ProbeStatus::Unknown => None,
         };
         // A baseline result can turn a shared outage into "ours" (or back): report it too.
-        self.record(watched, Stream::Probe, passed, signal.at)
+        self.record(
+            watched,
+            Stream::Probe,
+            signal.instance.as_deref(),
+            passed,
+            signal.at,
+        )
     }
 
     fn evidence(&self, at: Timestamp, since: Option<Timestamp>) -> Evidence {
@@ -406,6 +499,17 @@ impl Trigger for DependencyFailureTrigger {
             + self.config.dependency.capacity()
             + track_heap(&self.config.track)
             + track_heap(&self.config.baseline_track)
+            + [&self.watched, &self.baseline]
+                .iter()
+                .map(|side| {
+                    side.instances.capacity() * std::mem::size_of::<(Option<Box<str>>, Timestamp)>()
+                        + side
+                            .instances
+                            .iter()
+                            .map(|(n, _)| n.as_ref().map_or(0, |n| n.len()))
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
     }
 }
 

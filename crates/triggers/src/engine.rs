@@ -345,7 +345,7 @@ impl Engine {
     }
 
     /// Feeds one probe result to the triggers that watch its probe and track. A result that is
-    /// not newer than the last one taken for its instance (or, for a dependency, its track) is
+    /// not newer than the last one taken for its instance (on its track, for a dependency) is
     /// the same result read again, or an older one, and changes nothing: a source answers the
     /// latest result it holds each time it is asked. Nor does one already older than the
     /// trigger's `staleAfter` at the engine's clock: it does not count toward a failure streak.

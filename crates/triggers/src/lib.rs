@@ -59,7 +59,7 @@
 //! nothing, so it can neither clear a breach that began after it nor keep the trigger from going
 //! stale; nor does one already older than `staleAfter` when it arrives. A probe result counts
 //! once: health and dependency checks ignore a result that is not newer than the last one of its
-//! instance (or track), since a source answers the latest result it holds each time it is asked;
+//! instance, since a source answers the latest result it holds each time it is asked;
 //! as sources list results by instance rather than by time, their verdict stands for the newest
 //! result they hold. An input dated further past the engine's clock (the latest `now` given to
 //! [`Engine::tick`] or [`Engine::advance_clock`]) than a trigger's `staleAfter` is refused with

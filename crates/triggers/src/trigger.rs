@@ -34,8 +34,8 @@ pub trait Trigger {
     fn observe(&mut self, obs: &Observation) -> Result<Option<Verdict>>;
 
     /// Reads a probe result; `None` when it is not about this trigger's subject, when it is
-    /// not newer than the last result taken for its instance (health checks) or track
-    /// (dependency checks): the same result read again, or an older one, changes nothing; or
+    /// not newer than the last result taken for its instance (of its track, for dependency
+    /// checks): the same result read again, or an older one, changes nothing; or
     /// when it comes from an instance a health check has no room to remember.
     fn observe_health(&mut self, signal: &HealthSignal) -> Option<Verdict>;
 

@@ -208,3 +208,45 @@ fn probe_results_stale_on_arrival_change_nothing() {
     e.tick(ts(115));
     assert_eq!(actions(&mut e), vec![], "state {:?}", e.state("db"));
 }
+
+/// A source that probes the dependency from each instance gives one check per instance and
+/// round, as `failureThreshold` says: three instances failing three rounds are nine checks,
+/// whether their results carry the round's time or come listed by instance rather than by
+/// time. Each instance's result read again is still the same check.
+#[test]
+fn a_dependency_probed_from_each_instance_counts_each_instance_s_check() {
+    let mut e = engine(
+        r#"{"triggers": [{"kind":"dependencyFailure","id":"db","dependency":"postgres",
+        "failureThreshold":9,"staleAfter":"30s"}]}"#,
+    );
+    let from = |instance: &str, status, ms: u64| {
+        HealthSignal::new(
+            Track::Canary,
+            Probe::Dependency("postgres".into()),
+            status,
+            Timestamp::from_millis(ms),
+        )
+        .with_instance(instance)
+    };
+    let mut fired = Vec::new();
+    for round in [10_000u64, 20_000, 30_000] {
+        e.observe_health(&postgres(Track::Stable, ProbeStatus::Pass, round / 1_000))
+            .unwrap();
+        // Listed by instance: `c` finished first, `a` and `b` at the round's time.
+        for (instance, ms) in [("a", round), ("b", round), ("c", round - 3)] {
+            // Read twice, as a source asked at each tick answers its latest result again.
+            for _ in 0..2 {
+                e.observe_health(&from(instance, ProbeStatus::Fail, ms))
+                    .unwrap();
+            }
+        }
+        e.tick(Timestamp::from_millis(round));
+        fired.extend(actions(&mut e));
+    }
+    assert_eq!(
+        fired,
+        vec![("db".to_owned(), Action::Rollback, ts(30))],
+        "{:?}",
+        e.state("db")
+    );
+}
