@@ -127,6 +127,16 @@ fn second_header_route() -> MatchRoute {
     )
 }
 
+/// `x-canary: never` → `stable`: a route on the header [`header_route`] matches too, so a
+/// router that keeps one route per header (rules keyed by its name) is seen. A split may hold
+/// several, and the first that matches wins.
+fn same_header_route() -> MatchRoute {
+    must(
+        MatchRoute::header("x-canary", ValueMatch::Exact("never".into()), "stable"),
+        "a route on the same header",
+    )
+}
+
 /// Cookie `canary=yes…` → `canary`.
 fn cookie_route() -> MatchRoute {
     must(
@@ -208,8 +218,8 @@ const EXTRAS: [Capability; 4] = [
     Capability::StickySessions,
 ];
 
-/// `split` with everything the router claims beside weights: two header routes, a cookie
-/// route, a mirror and sticky sessions, as far as each is claimed.
+/// `split` with everything the router claims beside weights: three header routes (two on one
+/// header), a cookie route, a mirror and sticky sessions, as far as each is claimed.
 fn with_all_claimed(router: &dyn TrafficRouter, split: TrafficSplit) -> TrafficSplit {
     let caps = router.capabilities();
     let mut out = split;
@@ -220,6 +230,10 @@ fn with_all_claimed(router: &dyn TrafficRouter, split: TrafficSplit) -> TrafficS
                 out = must(
                     out.with_route(second_header_route()),
                     "a second header route",
+                );
+                out = must(
+                    out.with_route(same_header_route()),
+                    "a route on the same header",
                 );
             }
         }
@@ -410,8 +424,8 @@ pub async fn check_finest_weights(router: &dyn TrafficRouter) {
 }
 
 /// What the router claims is accepted, read back exactly, changed in place and taken away again
-/// by a plain split, alone and all together (two header routes among them, so none is dropped,
-/// and then the routes in the reverse order, so their order is kept as given: the first that
+/// by a plain split, alone and all together (three header routes among them, two on one
+/// header, so none is dropped, and then the routes in the reverse order, so their order is kept as given: the first that
 /// matches wins); what it does not claim is refused with the split in force unchanged, even
 /// when it comes with a move of weight and everything the router does claim.
 pub async fn check_capability_honesty(router: &dyn TrafficRouter) {

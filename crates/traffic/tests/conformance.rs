@@ -50,6 +50,10 @@ enum Flaw {
     /// router that patches only the cookie's `Max-Age` would: users stay pinned by a cookie the
     /// split no longer names.
     KeepsStickyCookie,
+    /// Holds one route per header or cookie name, as a router whose rules are keyed by the
+    /// name would: of several routes on one header, only the last is kept, in the first's
+    /// place.
+    OneRoutePerName,
 }
 
 struct Proxy {
@@ -175,6 +179,19 @@ impl TrafficRouter for Proxy {
                     .with_sticky(StickySession::new(was.cookie(), now.ttl())?),
                 _ => split.clone(),
             },
+            (Flaw::OneRoutePerName, _) => {
+                let mut routes: Vec<MatchRoute> = Vec::new();
+                for r in split.routes() {
+                    match routes
+                        .iter_mut()
+                        .find(|k| k.on() == r.on() && k.name() == r.name())
+                    {
+                        Some(kept) => *kept = r.clone(),
+                        None => routes.push(r.clone()),
+                    }
+                }
+                rebuilt(split, routes, split)?
+            }
             (Flaw::HeaderRoutesFirst, _) => {
                 let (headers, cookies): (Vec<_>, Vec<_>) = split
                     .routes()
@@ -327,6 +344,14 @@ async fn a_router_that_keeps_the_share_of_the_mirror_in_force_is_caught() {
 #[should_panic(expected = "reads back a different split after changing its sticky sessions")]
 async fn a_router_that_keeps_the_cookie_of_the_sticky_sessions_in_force_is_caught() {
     testkit::check_all(&Proxy::full(Flaw::KeepsStickyCookie)).await;
+}
+
+#[tokio::test]
+#[should_panic(
+    expected = "reads back a different split after applying a split with everything the router claims"
+)]
+async fn a_router_that_keeps_one_route_per_header_is_caught() {
+    testkit::check_all(&Proxy::new(Flaw::OneRoutePerName)).await;
 }
 
 #[tokio::test]
