@@ -422,8 +422,8 @@ pub struct MetricThresholdConfig {
     /// The comparison that counts as a breach.
     pub operator: Operator,
     /// The threshold of `action`. Ratios are fractions (`0.10` = 10%; an `error_rate` level
-    /// outside 0..=1 is refused, as it could never be reached, and so are `gt 1` and `lt 0`),
-    /// latency milliseconds.
+    /// outside 0..=1 is refused, as it could never be reached, and so are `gt 1` and `lt 0`;
+    /// `ge 0` and `le 1` are refused too, as every window breaches them), latency milliseconds.
     pub value: f64,
     /// The action asked for when `value` is breached for `duration` (default `rollback`).
     #[serde(default = "rollback")]
@@ -957,6 +957,25 @@ impl MetricThresholdConfig {
                     ),
                 ));
             }
+            // Nor is a level every rate breaches, a clean window's 0 included (`ge 0`, `le 1`):
+            // the trigger would fire on the first window of any version, good or bad, and roll
+            // back (or warn on) every deployment.
+            for (field, v) in [("value", Some(value)), ("warnValue", self.warn_value)] {
+                if let Some(v) = v
+                    && ((op == Operator::Ge && v <= 0.0) || (op == Operator::Le && v >= 1.0))
+                {
+                    return Err(Error::config(
+                        format!("{path}.{field}"),
+                        v,
+                        format!(
+                            "with operator `{}` this level is breached by every error_rate, \
+                             a window without errors included: an error_rate lies between 0 \
+                             and 1",
+                            format!("{op:?}").to_lowercase()
+                        ),
+                    ));
+                }
+            }
         }
         if let Some(q) = self.quantile {
             if !(q > 0.0 && q <= 1.0) {
@@ -1452,6 +1471,33 @@ mod tests {
             ))
             .validate("triggers[0]")
             .unwrap();
+        }
+    }
+
+    #[test]
+    fn an_error_rate_level_every_rate_breaches_is_refused() {
+        // Breached by every window, a clean one included: it would roll back every deployment.
+        for (op, value) in [("ge", "0"), ("le", "1")] {
+            let msg = err(&format!(
+                r#"{{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"{op}",
+                    "value":{value}}}"#
+            ));
+            assert!(
+                msg.contains(&format!("triggers[0].value `{value}`"))
+                    && msg.contains("every")
+                    && msg.contains(op),
+                "{op} {value}: {msg}"
+            );
+        }
+        for (op, value, warn) in [("ge", "0.2", "0"), ("le", "0.5", "1")] {
+            let msg = err(&format!(
+                r#"{{"kind":"metricThreshold","id":"e","metric":"error_rate","operator":"{op}",
+                    "value":{value},"warnValue":{warn}}}"#
+            ));
+            assert!(
+                msg.contains(&format!("triggers[0].warnValue `{warn}`")) && msg.contains("every"),
+                "{op} {value} warn {warn}: {msg}"
+            );
         }
     }
 
