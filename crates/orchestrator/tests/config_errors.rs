@@ -358,6 +358,7 @@ maxCallErrorRate = 0.5
     assert_eq!(toml, json);
 }
 
+#[cfg(feature = "notify")]
 #[test]
 fn a_channel_destination_no_message_could_reach_is_refused_on_load() {
     #[rustfmt::skip]

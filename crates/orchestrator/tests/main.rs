@@ -1,6 +1,7 @@
 //! The crate's behaviour tests, one module per subject, built as a single test binary:
 //! one link instead of one per file keeps a clean build small and quick.
 
+#[cfg(feature = "notify")]
 mod notify_support;
 mod promise_support;
 mod sim_fleet;
@@ -43,9 +44,11 @@ mod metrics_read_delay;
 mod missing_data;
 #[cfg(all(feature = "notify", feature = "testkit"))]
 mod notify;
+#[cfg(feature = "notify")]
 mod notify_context;
 #[cfg(feature = "notify")]
 mod notify_logs;
+#[cfg(feature = "notify")]
 mod notify_smtp;
 mod operations;
 mod pagerduty_channel_events;
