@@ -49,7 +49,8 @@ impl EnvLookup {
 
 /// Parses `KEY=value` lines: blank lines and `#` comments are skipped, `export ` is allowed
 /// before a key, values may be quoted (`'...'` as written, `"..."` with `\n`, `\"` and `\\`
-/// escapes), and an unquoted value ends at ` #`.
+/// escapes), and an unquoted value ends at a `#` after whitespace: `KEY= # note`, a comment
+/// alone, is an empty value, not `# note`.
 pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     for (i, raw) in text.lines().enumerate() {
@@ -73,6 +74,7 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
                 i + 1
             ));
         }
+        let raw = value;
         let value = value.trim();
         let value = match value.chars().next() {
             Some(quote @ ('"' | '\'')) => {
@@ -104,10 +106,15 @@ pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
                     _ => rest[..end].to_owned(),
                 }
             }
-            _ => match value.find(" #") {
-                Some(at) => value[..at].trim_end().to_owned(),
-                None => value.to_owned(),
-            },
+            // Read on the value as written: the whitespace that makes a `#` a comment's may be
+            // the only thing between it and the `=`.
+            _ => {
+                let end = raw
+                    .char_indices()
+                    .find(|&(at, c)| c == '#' && raw[..at].ends_with(char::is_whitespace))
+                    .map_or(raw.len(), |(at, _)| at);
+                raw[..end].trim().to_owned()
+            }
         };
         out.insert(key.to_owned(), value);
     }
@@ -336,6 +343,18 @@ mod tests {
         assert_eq!(vars["NAME"], "a \"b\"");
         let err = parse_env_file("VERSION='1.1.0'.1\n").expect_err("text after the quote");
         assert!(err.contains("line 1") && err.contains("VERSION"), "{err}");
+    }
+
+    /// A comment after `KEY=` is no value: `VERSION= # set per release` leaves VERSION unset,
+    /// as a comment after a value is dropped, whatever whitespace comes before its `#`.
+    #[test]
+    fn a_comment_after_the_equals_sign_is_no_value() {
+        let vars = parse_env_file("VERSION= # set per release\nINCREMENT=10\t# percent\nTAG=#1\n")
+            .expect("parse");
+        assert_eq!(vars["VERSION"], "");
+        assert_eq!(vars["INCREMENT"], "10");
+        // A `#` right after `=` is the value's, as it is right after any other character.
+        assert_eq!(vars["TAG"], "#1");
     }
 
     #[test]
