@@ -47,12 +47,15 @@ impl EnvLookup {
     }
 }
 
-/// Parses `KEY=value` lines: blank lines and `#` comments are skipped, `export ` is allowed
+/// Parses `KEY=value` lines (after a byte order mark, if any): blank lines and `#` comments are skipped, `export ` is allowed
 /// before a key, values may be quoted (`'...'` as written, `"..."` with `\n`, `\"` and `\\`
 /// escapes), and an unquoted value ends at a `#` after whitespace: `KEY= # note`, a comment
 /// alone, is an empty value, not `# note`.
 pub fn parse_env_file(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
+    // A byte order mark (an editor's UTF-8 with BOM) is no part of the first key, and unseen in
+    // an error naming it.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -355,6 +358,14 @@ mod tests {
         assert_eq!(vars["INCREMENT"], "10");
         // A `#` right after `=` is the value's, as it is right after any other character.
         assert_eq!(vars["TAG"], "#1");
+    }
+
+    /// An editor that saves UTF-8 with a byte order mark writes it before the first key.
+    #[test]
+    fn a_byte_order_mark_before_the_first_key_is_not_part_of_it() {
+        let vars = parse_env_file("\u{feff}VERSION=1.1.0\r\nINCREMENT=10\r\n").expect("parse");
+        assert_eq!(vars["VERSION"], "1.1.0");
+        assert_eq!(vars["INCREMENT"], "10");
     }
 
     #[test]
