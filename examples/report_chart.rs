@@ -16,10 +16,12 @@
 //! written then go to stderr, so that stdout holds the JSON alone. A `--deployment` that names no deployment of the input is a usage
 //! error, not ignored: with a report's JSON, one other than the deployment it reports; with a
 //! journal, a prefix of none of its ids, or of several (one version deployed twice), which is
-//! refused with their ids: the full id picks one.
+//! refused with their ids: the full id picks one. A `--json` that names the input or the chart
+//! (however spelled: `./journal.jsonl`) is a usage error too, refused before anything is
+//! written.
 //!
-//! Exit status: 0 when written, 2 on a usage error (bad arguments, or a `--deployment` the
-//! input does not hold or names ambiguously), 1 when the input cannot be read or drawn (a
+//! Exit status: 0 when written, 2 on a usage error (bad arguments, a `--json` over the input or
+//! the chart, or a `--deployment` the input does not hold or names ambiguously), 1 when the input cannot be read or drawn (a
 //! journal that holds no deployment at all among them).
 
 use std::error::Error;
@@ -77,12 +79,42 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, Failure> {
             p.len()
         ))
     })?;
+    // The report's JSON is written after the chart: over the input (a journal) it would lose
+    // it, over the chart it would replace it.
+    if let Some(json) = json.as_deref().filter(|j| *j != Path::new("-")) {
+        for (what, other) in [("the input", &input), ("the chart", &output)] {
+            if resolved(json) == resolved(other) {
+                return Err(Failure::Usage(format!(
+                    "invalid --json `{}`: it is {what} `{}`; name another file, or `-` for \
+                     stdout",
+                    json.display(),
+                    other.display()
+                )));
+            }
+        }
+    }
     Ok(Args {
         input,
         output,
         deployment,
         json,
     })
+}
+
+/// The file `path` names, however spelled (`./a`, a link): the path itself, or its directory's,
+/// made absolute; as given when neither exists.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), path.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// Sets `flag`'s `slot` to `value`; a flag without a value, or given twice, is a usage error

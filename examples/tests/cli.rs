@@ -811,6 +811,49 @@ fn report_chart_draws_the_deployment_a_prefix_names_and_refuses_an_ambiguous_one
         .stderr(predicate::str::contains("usage: report_chart"));
 }
 
+/// A `--json` that names the input or the chart, however spelled, is refused before anything
+/// is written: the journal a quickstart or a deployment kept would be lost under a report.
+#[test]
+fn report_chart_refuses_a_json_path_that_is_its_input_or_its_chart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    deploy_on_sim(d, "1.0.0");
+    let journal = d.join(".serin/journal.jsonl");
+    let before = std::fs::read(&journal).expect("journal");
+    let chart = |args: &[&str]| {
+        let mut cmd = Command::new(report_chart_binary());
+        cmd.current_dir(d).args(args);
+        cmd
+    };
+    for (args, named) in [
+        (
+            &[
+                ".serin/journal.jsonl",
+                "c.svg",
+                "--json",
+                "./.serin/journal.jsonl",
+            ][..],
+            "--json `./.serin/journal.jsonl`",
+        ),
+        (
+            &[".serin/journal.jsonl", "c.svg", "--json", "./c.svg"][..],
+            "--json `./c.svg`",
+        ),
+    ] {
+        chart(args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(named))
+            .stderr(predicate::str::contains("usage: report_chart"));
+        assert_eq!(
+            std::fs::read(&journal).expect("journal"),
+            before,
+            "{args:?} wrote over the journal"
+        );
+        assert!(!d.join("c.svg").exists(), "{args:?}");
+    }
+}
+
 /// Holds `dir`'s state directory as a running `deploy` does.
 fn hold_state_dir(dir: &Path) -> std::fs::File {
     std::fs::create_dir_all(dir.join(".serin")).expect("state dir");
