@@ -13,16 +13,17 @@
 //!
 //! `--json PATH` also writes the report's JSON (schema `serin.report/v1`, see
 //! `docs/report-schema.md`); `--json -` writes it to stdout, and the lines that say what was
-//! written then go to stderr, so that stdout holds the JSON alone. A `--deployment` that names no deployment of the input is a usage
-//! error, not ignored: with a report's JSON, one other than the deployment it reports; with a
-//! journal, a prefix of none of its ids, or of several (one version deployed twice), which is
-//! refused with their ids: the full id picks one. A `--json` that names the input or the chart
+//! written then go to stderr, so that stdout holds the JSON alone. A `--deployment` that names
+//! no deployment of the input is a usage error, not ignored: with a report's JSON, one other
+//! than the deployment it reports; with a journal, a prefix of none of its ids, or of several
+//! (one version deployed twice), which is refused with their ids: the full id picks one. A `--json` that names the input or the chart
 //! (however spelled: `./journal.jsonl`) is a usage error too, refused before anything is
 //! written.
 //!
-//! Exit status: 0 when written, 2 on a usage error (bad arguments, a `--json` over the input or
-//! the chart, or a `--deployment` the input does not hold or names ambiguously), 1 when the input cannot be read or drawn (a
-//! journal that holds no deployment at all among them).
+//! Exit status: 0 when written; 2 on a usage error (bad arguments, a chart not named `*.svg`, a
+//! `--json` over the input or the chart, or a `--deployment` the input does not hold or names
+//! ambiguously); 1 when the input cannot be read or drawn (a journal that holds no deployment
+//! at all among them).
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,16 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, Failure> {
             p.len()
         ))
     })?;
+    // The chart is SVG alone: another name is a bad argument, said before the input is read.
+    if !output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        return Err(Failure::Usage(format!(
+            "invalid chart path `{}`: charts are written as SVG, name the file `*.svg`",
+            output.display()
+        )));
+    }
     // The report's JSON is written after the chart: over the input (a journal) it would lose
     // it, over the chart it would replace it.
     if let Some(json) = json.as_deref().filter(|j| *j != Path::new("-")) {

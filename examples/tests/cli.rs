@@ -852,6 +852,13 @@ fn report_chart_refuses_a_json_path_that_is_its_input_or_its_chart() {
         );
         assert!(!d.join("c.svg").exists(), "{args:?}");
     }
+    // A chart that is not named `*.svg` is a bad argument too, whatever the input.
+    chart(&[".serin/journal.jsonl", "c.png"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid chart path `c.png`"))
+        .stderr(predicate::str::contains("usage: report_chart"));
+    assert!(!d.join("c.png").exists());
 }
 
 /// Holds `dir`'s state directory as a running `deploy` does.
