@@ -75,6 +75,7 @@ mod report_schema;
 mod resume;
 mod resume_backup;
 mod resume_damaged;
+mod resume_past_deadline;
 mod resume_paths;
 mod resume_router;
 mod resume_stages;

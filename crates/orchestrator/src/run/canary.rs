@@ -23,15 +23,22 @@ impl Runner {
     /// whose track was still growing for it (see [`move_weight`](Self::move_weight)), unless a
     /// pause or a rollback trigger's hold keeps it where it is: then the window below watches,
     /// and the first window that nothing holds puts the weight in force before the controller
-    /// is asked for the next step. A promotion waits, held as under a trigger's hold, while a
-    /// rollback trigger has judged nothing of the new version since its arm began taking
-    /// traffic.
+    /// is asked for the next step; once `maxDeploymentDuration` has run out (a deployment
+    /// resumed past it), it rolls back instead. A promotion waits, held as under a trigger's
+    /// hold, while a rollback trigger has judged nothing of the new version since its arm began
+    /// taking traffic.
     pub(super) async fn canary_tick(&mut self) -> Result<()> {
         if self.state.promoting {
             return self.finish_promotion(Vec::new()).await;
         }
         if self.pending_weight().is_some() && !self.state.paused && !self.triggers_hold(self.now())
         {
+            // A deployment resumed once `maxDeploymentDuration` has run out (the raise waiting
+            // for its track when the process stopped) rolls back first: the track may be
+            // ready by now, and the weight would go in force only to be taken back at once.
+            if self.past_deadline(self.now()) {
+                return self.roll_back_at_deadline().await;
+            }
             return self.move_weight(Vec::new(), true).await;
         }
         let window = self.state.config.canary_config.metrics_window;
