@@ -1,14 +1,17 @@
 //! A deployment resumed once `maxDeploymentDuration` has run out moves nothing more towards the
-//! new version: no weight goes in force to be taken back at once — in-memory world, paused
-//! time.
+//! new version: no weight goes in force to be taken back at once, and no track comes up to be
+//! retired at once — in-memory world, paused time.
 
 use crate::support;
 
 use std::time::Duration;
 
-use serin_orchestrator::{InMemoryPlatform, Platform, Stage};
+use serin_orchestrator::{EventKind, InMemoryPlatform, Outcome, Platform, Stage};
 use serin_signals::Track;
-use support::{SERVICE, World, canary_config, deadlines, rollback_reason, weights};
+use support::{
+    SERVICE, World, canary_config, deadlines, failed_reason, rollback_reason, short_canary_config,
+    weights,
+};
 
 /// The canary grows to two instances, then raises its weight to 50%, which waits for the new
 /// instance; the process dies during that wait and stays down past `maxDeploymentDuration`,
@@ -54,6 +57,52 @@ async fn a_raise_waiting_for_its_track_is_not_put_in_force_when_resumed_past_the
     assert!(
         rollback_reason(&report).contains("maxDeploymentDuration"),
         "{report}"
+    );
+    assert_eq!(deadlines(&report).len(), 1, "{report}");
+}
+
+/// The process dies right after preparation is journalled, before the new track is brought
+/// up, and stays down past `maxDeploymentDuration`. The resumed deployment fails with nothing
+/// deployed, as one whose deadline runs out in preparation does, rather than start the new
+/// version only to retire it.
+#[tokio::test(start_paused = true)]
+async fn a_deployment_resumed_past_the_deadline_before_its_bring_up_starts_nothing() {
+    let (world, _traffic) = World::serving(0.005, 0.005).await;
+    let mut config = short_canary_config("1.1.0");
+    config.max_deployment_duration = Duration::from_secs(600);
+    config.validate().expect("valid");
+    let before = world.journal.len();
+    // The first record starts the deployment, the second ends its validation.
+    let last = support::crash_at(&world, world.orchestrator(), config, before + 2).await;
+    assert_eq!(
+        last.state.stage,
+        Stage::Preparation,
+        "{:?}",
+        last.state.stage
+    );
+    tokio::time::sleep(Duration::from_secs(700)).await;
+
+    let report = world.resumed(&last.deployment).await;
+    println!("{report}");
+    assert!(
+        matches!(report.outcome, Some(Outcome::Failed { .. })),
+        "{report}"
+    );
+    let reason = failed_reason(&report);
+    assert!(
+        reason.contains("maxDeploymentDuration") && reason.contains("nothing was deployed"),
+        "{reason}"
+    );
+    assert!(
+        !report
+            .timeline
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::TrackStarted { .. })),
+        "{report}"
+    );
+    assert!(
+        !world.has_track(&Track::Canary).await,
+        "nothing was brought up"
     );
     assert_eq!(deadlines(&report).len(), 1, "{report}");
 }

@@ -115,7 +115,26 @@ impl Runner {
         if let Some(stop) = self.restore_backup(&mut kinds).await? {
             return self.stop_preparation(stop, kinds).await;
         }
+        if let Some(stop) = self.bring_up_late() {
+            return self.stop_preparation(stop, kinds).await;
+        }
         self.enter(Stage::BringUp, Vec::new(), kinds).await
+    }
+
+    /// Why the new track is not brought up, if it is not: `maxDeploymentDuration` ran out
+    /// before its turn (a deployment resumed past it, or preparation's last call answered at
+    /// it). A track started then would only be retired by the rollback the deadline starts at
+    /// once, so the deployment fails with nothing deployed, as when the deadline runs out
+    /// during preparation.
+    fn bring_up_late(&self) -> Option<Stop> {
+        self.past_deadline(self.now()).then(|| {
+            Stop::late(format!(
+                "{} was not brought up: maxDeploymentDuration ({}) ran out before its turn; \
+                 nothing was deployed",
+                self.state.to,
+                human(self.state.config.max_deployment_duration)
+            ))
+        })
     }
 
     /// Ends the deployment as failed in preparation, with nothing deployed, then answers the
@@ -840,8 +859,12 @@ impl Runner {
         }
     }
 
-    /// Starts the new version on its track.
+    /// Starts the new version on its track, unless `maxDeploymentDuration` has run out (see
+    /// [`bring_up_late`](Self::bring_up_late)).
     pub(super) async fn bring_up(&mut self) -> Result<()> {
+        if let Some(stop) = self.bring_up_late() {
+            return self.stop_preparation(stop, Vec::new()).await;
+        }
         let instances = self
             .state
             .config
