@@ -649,13 +649,14 @@ pub struct CanaryThresholds {
 impl CanaryThresholds {
     pub(super) fn validate(&self) -> Result<()> {
         let path = "canaryThresholds";
+        // The trigger fires above it, and no error rate is above 1.
         if let Some(v) = self.max_error_rate
-            && !(v > 0.0 && v <= 1.0)
+            && !(v > 0.0 && v < 1.0)
         {
             return Err(Error::invalid(
                 format!("{path}.maxErrorRate"),
                 v,
-                "must be a fraction in (0, 1] (0.05 = 5%)",
+                "must be a fraction in (0, 1) (0.05 = 5%): no error rate exceeds 1",
             ));
         }
         for (name, v) in [

@@ -176,13 +176,14 @@ impl MonitoringConfig {
                 "must be at least 1",
             ));
         }
+        // The trigger fires above it, and no error rate is above 1.
         if let Some(v) = self.error_rate_threshold
-            && !(v > 0.0 && v <= 1.0)
+            && !(v > 0.0 && v < 1.0)
         {
             return Err(Error::invalid(
                 format!("{path}.errorRateThreshold"),
                 v,
-                "must be a fraction in (0, 1] (0.10 = 10%)",
+                "must be a fraction in (0, 1) (0.10 = 10%): no error rate exceeds 1",
             ));
         }
         if let Some(v) = self.latency_threshold
